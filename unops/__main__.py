@@ -1,0 +1,3 @@
+from unops.cli import main
+
+main()
