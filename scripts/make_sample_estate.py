@@ -55,12 +55,58 @@ MAILBOXES = 792
 SITES = 60
 DONATIONS = {"cpu": 1067, "monitor": 933, "printer": 345, "other": 50}
 YEAR = 2008
-FIRST_NAMES = ["amina", "bruno", "chen", "dara", "elena", "farid", "grace", "hiro", "ines",
-               "jonas", "kofi", "lena", "mateo", "nadia", "omar", "priya", "rosa", "sami",
-               "tala", "umar", "vera", "wei", "yara", "zoltan"]
-LAST_NAMES = ["abebe", "bauer", "costa", "diallo", "eriksen", "fischer", "garcia", "haddad",
-              "ivanova", "jensen", "kim", "lopez", "mensah", "novak", "okafor", "petrov",
-              "quispe", "rahman", "silva", "tanaka", "usman", "volkov", "wright", "zhou"]
+FIRST_NAMES = [
+    "amina",
+    "bruno",
+    "chen",
+    "dara",
+    "elena",
+    "farid",
+    "grace",
+    "hiro",
+    "ines",
+    "jonas",
+    "kofi",
+    "lena",
+    "mateo",
+    "nadia",
+    "omar",
+    "priya",
+    "rosa",
+    "sami",
+    "tala",
+    "umar",
+    "vera",
+    "wei",
+    "yara",
+    "zoltan",
+]
+LAST_NAMES = [
+    "abebe",
+    "bauer",
+    "costa",
+    "diallo",
+    "eriksen",
+    "fischer",
+    "garcia",
+    "haddad",
+    "ivanova",
+    "jensen",
+    "kim",
+    "lopez",
+    "mensah",
+    "novak",
+    "okafor",
+    "petrov",
+    "quispe",
+    "rahman",
+    "silva",
+    "tanaka",
+    "usman",
+    "volkov",
+    "wright",
+    "zhou",
+]
 
 
 def countries() -> list[tuple[str, str]]:
@@ -79,7 +125,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
 
 
 def main(root: Path) -> None:
-    rng = random.Random(2009)  # fixed seed: the sample is the same on every run
+    rng = random.Random(2009)  # noqa: S311 - a fixed seed: the sample is the same on every run
     missions = countries()
     write_csv(
         root / "missions.csv",
@@ -100,7 +146,7 @@ def main(root: Path) -> None:
             local = f"{first}.{last}" if n else "info"
             display = f"{first.title()} {last.title()}" if n else f"Mission of {code}"
             address = f"{local}@{code.lower()}.missions.example"
-            while any(r[0] == address for r in rows[-counts[code]:]):
+            while any(r[0] == address for r in rows[-counts[code] :]):
                 local += "2"
                 address = f"{local}@{code.lower()}.missions.example"
             rows.append([address, code, MAIL_SERVERS[index % 4], display, 2048, "active"])
@@ -165,8 +211,12 @@ def main(root: Path) -> None:
         root / "sites.csv",
         ["site", "mission", "host", "editors"],
         [
-            [f"www.{code.lower()}.missions.example", code, "cms1" if i % 2 == 0 else "cms2",
-             rng.randint(1, 5)]
+            [
+                f"www.{code.lower()}.missions.example",
+                code,
+                "cms1" if i % 2 == 0 else "cms2",
+                rng.randint(1, 5),
+            ]
             for i, code in enumerate(sorted(owners))
         ],
     )
@@ -176,7 +226,7 @@ def main(root: Path) -> None:
     rng.shuffle(kinds)
     start = dt.date(YEAR, 1, 1)
     donations = []
-    for n, kind in enumerate(kinds, 1):
+    for kind in kinds:
         day = start + dt.timedelta(days=rng.randrange(366))
         donations.append((day, kind))
     donations.sort()
@@ -184,12 +234,22 @@ def main(root: Path) -> None:
         root / "donations.csv",
         ["item", "kind", "serial", "asset_tag", "mission", "date"],
         [
-            [f"D{YEAR}-{n:05d}", kind, f"{kind[:3].upper()}-{rng.randrange(16**8):08X}",
-             f"UN-{400000 + n:06d}", rng.choice(missions)[0], day.isoformat()]
+            [
+                f"D{YEAR}-{n:05d}",
+                kind,
+                f"{kind[:3].upper()}-{rng.randrange(16**8):08X}",
+                f"UN-{400000 + n:06d}",
+                rng.choice(missions)[0],
+                day.isoformat(),
+            ]
             for n, (day, kind) in enumerate(donations, 1)
         ],
     )
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent.parent / "inventory" / "estate")
+    main(
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(__file__).parent.parent / "inventory" / "estate"
+    )

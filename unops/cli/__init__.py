@@ -18,7 +18,10 @@ COMMANDS = ["estate"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="unops")
 @click.option(
-    "-v", "--verbose", count=True, help="Show more of what happens: -v for each action, -vv for debug."
+    "-v",
+    "--verbose",
+    count=True,
+    help="Show more of what happens: -v for each action, -vv for debug.",
 )
 def cli(verbose: int) -> None:
     """Operate the ICT office's estate: mission e-mail, directory, backups, Wi-Fi, CMS and PCs.
@@ -27,7 +30,9 @@ def cli(verbose: int) -> None:
     rehearse a change on the lab fleet, then converge production with `unops deploy`.
     """
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 for _name in COMMANDS:

@@ -45,9 +45,7 @@ def check(root: Path, as_json: bool) -> None:
         else:
             for problem in exc.problems:
                 click.secho(str(problem), fg="red", err=True)
-            click.secho(
-                f"{len(exc.problems)} problem(s) in {root}; nothing was changed.", err=True
-            )
+            click.secho(f"{len(exc.problems)} problem(s) in {root}; nothing was changed.", err=True)
         raise SystemExit(1) from None
 
     summary = estate.summary()

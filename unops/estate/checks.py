@@ -77,7 +77,8 @@ def check_references(
         file = machine_file[id(machine)]
         if machine.name in seen_names:
             reader.problem(
-                file, f"duplicate host name {machine.name!r}; also in {seen_names[machine.name]}",
+                file,
+                f"duplicate host name {machine.name!r}; also in {seen_names[machine.name]}",
                 line,
             )
         seen_names.setdefault(machine.name, file)
@@ -185,11 +186,11 @@ def check_references(
                 f"buildings.toml; known buildings: {_known(building_codes)}",
                 line,
             )
-        for ap in room.served_by:
-            if ap not in ap_names:
+        for served_by in room.served_by:
+            if served_by not in ap_names:
                 reader.problem(
                     "rooms.csv",
-                    f"room {room.room}: served by unknown access point {ap!r}; "
+                    f"room {room.room}: served by unknown access point {served_by!r}; "
                     f"known: {_known(ap_names)}",
                     line,
                 )
