@@ -55,3 +55,7 @@ class BackupError(UnopsError):
 
 class SecretsError(UnopsError):
     """A secret could not be generated, read or kept safely."""
+
+
+class ExporterError(UnopsError):
+    """The exporter's configuration or credentials are missing or invalid (probes never raise)."""
