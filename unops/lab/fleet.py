@@ -1,0 +1,287 @@
+"""`unops lab up`, `down` and `status`: the whole fleet, built from the lab inventory.
+
+Everything `up` makes is recorded in STATE_FILE as it is made, so that `down` (or the recovery at
+the start of the next `up`) removes exactly that; leftovers a lost state file no longer names
+are found by the lab's own prefixes (namespaces `unops-*`, links `unops-*`, mounts under
+HOSTS_DIR) and removed too. One lock serialises every `up` and `down` on the machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+from unops.errors import LabError
+from unops.estate import Estate, LabHost, load_estate
+from unops.lab import base, ca, keys, machines, network, paths, registries
+from unops.lab.state import HostState, LabState, Proc
+from unops.lab.system import require_tools
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+TOOLS = ("debootstrap", "systemd-nspawn", "nft", "ip", "mount", "umount", "chroot", "ssh")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    paths.LAB_DIR.mkdir(parents=True, exist_ok=True)
+    with open(paths.LAB_DIR / "lock", "w", encoding="ascii") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def check_can_run() -> None:
+    """Fail with the reason when this machine cannot run the lab (not root, tools missing)."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (namespaces, mounts, nftables); run it as root")
+    require_tools(*TOOLS)
+
+
+def select(estate: Estate, names: Sequence[str]) -> list[LabHost]:
+    """The lab hosts named (all when none are), or an error naming the unknown ones."""
+    fleet = estate.lab_hosts()
+    if not names:
+        return fleet
+    known = {host.name: host for host in fleet}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise LabError(f"not lab hosts: {', '.join(unknown)}; the lab hosts are {', '.join(known)}")
+    return [known[name] for name in dict.fromkeys(names)]
+
+
+def host_running(entry: HostState) -> bool:
+    return bool(entry.nspawn and entry.nspawn.alive() and entry.leader and entry.leader.alive())
+
+
+def up(names: Sequence[str] = (), progress: Progress = _quiet) -> LabState:
+    """Boot the named lab hosts (all by default); hosts already running are left as they are."""
+    check_can_run()
+    estate = load_estate()
+    wanted = select(estate, names)
+    lab = estate.site.lab
+    with _locked():
+        state = LabState.load()
+        _recover(state, progress)
+
+        base.ensure_base(str(lab.bridge_address), progress)
+        ca_cert = ca.ensure_ca()
+        keys.login_key()
+        keys.write_known_hosts(estate.lab_hosts())
+
+        found = registries.resolve(registries.registry_names())
+        network.ensure_bridge(lab.bridge_address, lab.network)
+        state.bridge = network.BRIDGE
+        if state.forwarding_was is None:
+            state.forwarding_was = network.enable_forwarding()
+        network.apply_nft(lab.network, found)
+        state.nft_table = network.NFT_TABLE
+        state.save()
+        _ensure_dns(state, str(lab.bridge_address), progress)
+
+        starting = [host for host in wanted if not host_running(state.hosts.get(host.name, _none))]
+        if not starting:
+            progress(f"all {len(wanted)} hosts already running")
+            return state
+        progress(f"booting {len(starting)} hosts: {', '.join(h.name for h in starting)}")
+        for host in starting:
+            netns, link = network.ensure_host_network(
+                host.name, host.address, lab.network, lab.bridge_address
+            )
+            root = machines.mount_layer(host)
+            entry = HostState(host.name, str(host.address), netns, link, str(root))
+            state.hosts[host.name] = entry
+            state.save()
+            machines.configure_layer(host, found, ca_cert)
+            entry.nspawn, entry.leader = machines.start(host, netns)
+            state.save()
+        _wait_all(state, starting, progress)
+        return state
+
+
+_none = HostState("", "", "", "", "")
+
+
+def _wait_all(state: LabState, hosts: list[LabHost], progress: Progress) -> None:
+    started = time.monotonic()
+
+    def wait(host: LabHost) -> str | None:
+        try:
+            machines.wait_booted(state.hosts[host.name])
+        except LabError as exc:
+            return str(exc)
+        progress(f"  {host.name} is running ({time.monotonic() - started:.0f} s)")
+        return None
+
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        failures = [error for error in pool.map(wait, hosts) if error]
+    if failures:
+        raise LabError(
+            f"{len(failures)} of {len(hosts)} hosts did not boot:\n" + "\n\n".join(failures)
+        )
+
+
+def _ensure_dns(state: LabState, listen: str, progress: Progress) -> None:
+    if state.dns is not None and state.dns.alive():
+        return
+    paths.RUN_DIR.mkdir(parents=True, exist_ok=True)
+    paths.DNS_RECORDS_DIR.mkdir(parents=True, exist_ok=True)
+    progress(f"starting the lab resolver on {listen}:53")
+    with open(paths.RUN_DIR / "dns.log", "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "unops.lab.dns", "--listen", listen],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    state.dns = Proc.of(proc.pid)
+    state.save()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (paths.RUN_DIR / "dns.log").read_text(encoding="utf-8").splitlines()[-10:]
+            raise LabError("the lab resolver ended at start:\n" + "\n".join(tail))
+        try:
+            with socket.create_connection((listen, 53), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise LabError(f"the lab resolver did not answer on {listen}:53 within 20 s")
+
+
+def _recover(state: LabState, progress: Progress) -> None:
+    """Remove what an earlier lab left behind: hosts whose processes ended, and leftovers that
+    no state names (after a lost state file)."""
+    for name, entry in list(state.hosts.items()):
+        if host_running(entry):
+            continue
+        progress(f"cleaning up {name}, which is no longer running")
+        _remove_host(entry)
+        del state.hosts[name]
+        state.save()
+    known_ns = {entry.netns for entry in state.hosts.values()}
+    for netns in network.lab_namespaces():
+        if netns not in known_ns:
+            progress(f"removing stale namespace {netns}")
+            network.remove_host_network(netns, "")
+    known_links = {entry.link for entry in state.hosts.values()} | {network.BRIDGE}
+    for link in network.lab_links():
+        if link not in known_links:
+            progress(f"removing stale link {link}")
+            network.remove_host_network("", link)
+    known_mounts = {entry.mount for entry in state.hosts.values()}
+    for mount in machines.lab_mounts():
+        if str(mount) not in known_mounts:
+            progress(f"unmounting stale {mount}")
+            machines.unmount(mount)
+
+
+def _remove_host(entry: HostState) -> None:
+    machines.stop(entry)
+    machines.wait_stopped(entry)
+    for mount in machines.lab_mounts():
+        if str(mount).startswith(entry.mount):
+            machines.unmount(mount)
+    network.remove_host_network(entry.netns, entry.link)
+
+
+def down(progress: Progress = _quiet, purge: bool = False) -> None:
+    """Stop every host and remove all `up` made; caches stay (and keys, unless `purge`)."""
+    check_can_run()
+    with _locked():
+        state = LabState.load()
+        entries = list(state.hosts.values())
+        if entries:
+            progress(f"stopping {len(entries)} hosts")
+        for entry in entries:
+            machines.stop(entry)
+        with ThreadPoolExecutor(max_workers=max(len(entries), 1)) as pool:
+            list(pool.map(machines.wait_stopped, entries))
+        for entry in entries:
+            _remove_host(entry)
+            del state.hosts[entry.name]
+            state.save()
+        if state.dns is not None and state.dns.alive():
+            progress("stopping the lab resolver")
+            os.kill(state.dns.pid, signal.SIGTERM)
+            _wait_gone(state.dns)
+        state.dns = None
+        _recover(state, progress)
+        network.remove_bridge()
+        network.remove_nft()
+        network.restore_forwarding(state.forwarding_was)
+        for folder in (paths.HOSTS_DIR, paths.RUN_DIR, paths.DNS_RECORDS_DIR.parent):
+            if folder.exists():
+                shutil.rmtree(folder)
+        if purge:
+            for folder in (paths.SSH_KEY.parent, paths.CA_CERT.parent):
+                if folder.exists():
+                    shutil.rmtree(folder)
+        paths.STATE_FILE.unlink(missing_ok=True)
+        progress("the lab is down")
+
+
+def _wait_gone(proc: Proc, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while proc.alive() and time.monotonic() < deadline:
+        with suppress(ChildProcessError):
+            os.waitpid(proc.pid, os.WNOHANG)
+        time.sleep(0.1)
+    if proc.alive():
+        os.kill(proc.pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    address: str
+    state: str  # running (the container is up), stopped (never booted or cleaned up), dead
+    system: str  # `systemctl is-system-running` inside, or "-" when the host is not up
+
+
+def status(estate: Estate | None = None) -> list[HostStatus]:
+    """Each lab host, its address, whether it runs, and its systemd state (asked over SSH)."""
+    estate = estate or load_estate()
+    state = LabState.load()
+
+    def one(host: LabHost) -> HostStatus:
+        entry = state.hosts.get(host.name)
+        if entry is None:
+            return HostStatus(host.name, str(host.address), "stopped", "-")
+        if not host_running(entry):
+            return HostStatus(host.name, str(host.address), "dead", "-")
+        try:
+            answer = keys.ssh(
+                str(host.address), "systemctl is-system-running", check=False, timeout=15
+            )
+            system = answer.stdout.strip() or f"unreachable: {answer.stderr.strip()}"
+        except subprocess.TimeoutExpired:
+            system = "unreachable: no answer within 15 s"
+        return HostStatus(host.name, str(host.address), "running", system)
+
+    hosts = estate.lab_hosts()
+    with ThreadPoolExecutor(max_workers=len(hosts) or 1) as pool:
+        return list(pool.map(one, hosts))
+
+
+def is_up(estate: Estate | None = None) -> bool:
+    """Every lab host runs (a quick check from the state file; no SSH)."""
+    state = LabState.load()
+    fleet = (estate or load_estate()).lab_hosts()
+    return all(host_running(state.hosts.get(h.name, _none)) for h in fleet)
