@@ -69,6 +69,8 @@ class _HostLog(logging.Handler):
 
 
 def _callbacks(events: _Events, connect_errors: dict[str, str]) -> BaseStateCallback:
+    failed: set[tuple[str, Any]] = set()
+
     class Callbacks(BaseStateCallback):
         @staticmethod
         def host_connect(state: State, host: Any) -> None:
@@ -80,10 +82,18 @@ def _callbacks(events: _Events, connect_errors: dict[str, str]) -> BaseStateCall
             events.send("connect_failed", host=host.name, error=connect_errors[host.name])
 
         @staticmethod
+        def operation_host_error(state: State, host: Any, op_hash: Any, *args: Any) -> None:
+            # NB: sent now, because a failure of the last active host ends the run before
+            # operation_end is called.
+            failed.add((host.name, op_hash))
+            name = pretty_op_name(state.op_meta[op_hash])
+            events.send("operation", host=host.name, operation=name, changed=False, success=False)
+
+        @staticmethod
         def operation_end(state: State, op_hash: Any) -> None:
             name = pretty_op_name(state.op_meta[op_hash])
             for host in state.inventory.iter_activated_hosts():
-                if op_hash not in state.ops[host]:
+                if op_hash not in state.ops[host] or (host.name, op_hash) in failed:
                     continue
                 meta = state.ops[host][op_hash].operation_meta
                 if meta.is_complete():
@@ -132,7 +142,8 @@ def _results(
     for host in state.inventory:
         if limit is not None and host not in limit:
             continue
-        entry: dict[str, Any] = {"error": None, "operations": []}
+        fleet = host.data.get("fleet")
+        entry: dict[str, Any] = {"error": None, "fleet": fleet, "operations": []}
         hosts[host.name] = entry
         if host not in activated:
             entry["error"] = connect_errors.get(host.name, "could not connect")

@@ -55,6 +55,7 @@ class HostResult:
     failed: int = 0
     error: str | None = None
     operations: list[OpResult] = field(default_factory=list)
+    fleet: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -92,6 +93,7 @@ class DeployResult:
                     "unchanged": host.unchanged,
                     "failed": host.failed,
                     "error": host.error,
+                    "fleet": host.fleet,
                     "operations": [
                         {
                             "name": op.name,
@@ -192,6 +194,7 @@ def _host_result(data: dict[str, Any]) -> HostResult:
         failed=sum(1 for op in operations if not op.success),
         error=data.get("error"),
         operations=operations,
+        fleet=data.get("fleet"),
     )
 
 
