@@ -115,11 +115,17 @@ def check_references(
     host_names = {host.name for host, _ in hosts}
     mail_servers = {host.name for host, _ in hosts if Role.MAIL in host.roles}
     cms_hosts = {host.name for host, _ in hosts if Role.CMS in host.roles}
-    for role in (Role.DIRECTORY, Role.BACKUP, Role.MONITORING):
-        if not any(role in host.roles for host, _ in hosts):
-            reader.problem("hosts.toml", f"no host has the role {role.value!r}; one is required")
-    if not mail_servers:
-        reader.problem("hosts.toml", "no host has the role 'mail'; at least one is required")
+    # A host whose record is invalid is not in `hosts`; its roles are unknown, so a missing
+    # role would only repeat that problem.
+    hosts_file = reader.root / "hosts.toml"
+    if not any(problem.file == hosts_file for problem in reader.problems):
+        for role in (Role.DIRECTORY, Role.BACKUP, Role.MONITORING):
+            if not any(role in host.roles for host, _ in hosts):
+                reader.problem(
+                    "hosts.toml", f"no host has the role {role.value!r}; one is required"
+                )
+        if not mail_servers:
+            reader.problem("hosts.toml", "no host has the role 'mail'; at least one is required")
     for host, line in hosts:
         if Role.ACCESS_POINT in host.roles:
             reader.problem(

@@ -42,8 +42,11 @@ class Reader:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            line = getattr(exc, "lineno", None)
-            self.problem(name, f"is not valid TOML: {exc}", line)
+            # NB: Python 3.11's tomllib gives the position only inside the message.
+            at = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+            line = int(at.group(1)) if at else getattr(exc, "lineno", None)
+            message = str(exc).replace(at.group(0), "").strip() if at else str(exc)
+            self.problem(name, f"is not valid TOML: {message}", line)
             return None
         return TomlFile(self, name, text.splitlines(), data)
 
