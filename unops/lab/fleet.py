@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from unops.errors import LabError
 from unops.estate import Estate, LabHost, load_estate
-from unops.lab import base, ca, keys, machines, network, paths, registries
+from unops.lab import aptcache, base, ca, keys, machines, network, paths, registries
 from unops.lab.state import HostState, LabState, Proc
 from unops.lab.system import require_tools
 
@@ -92,7 +92,7 @@ def up(names: Sequence[str] = (), progress: Progress = _quiet) -> LabState:
         network.apply_nft(lab.network, found)
         state.nft_table = network.NFT_TABLE
         state.save()
-        _ensure_dns(state, str(lab.bridge_address), progress)
+        _ensure_services(state, str(lab.bridge_address), progress)
 
         starting = [host for host in wanted if not host_running(state.hosts.get(host.name, _none))]
         if not starting:
@@ -107,7 +107,7 @@ def up(names: Sequence[str] = (), progress: Progress = _quiet) -> LabState:
             entry = HostState(host.name, str(host.address), netns, link, str(root))
             state.hosts[host.name] = entry
             state.save()
-            machines.configure_layer(host, found, ca_cert)
+            machines.configure_layer(host, found, ca_cert, str(lab.bridge_address))
             entry.nspawn, entry.leader = machines.start(host, netns)
             state.save()
         _wait_all(state, starting, progress)
@@ -136,33 +136,58 @@ def _wait_all(state: LabState, hosts: list[LabHost], progress: Progress) -> None
         )
 
 
-def _ensure_dns(state: LabState, listen: str, progress: Progress) -> None:
-    if state.dns is not None and state.dns.alive():
-        return
+# The lab's own services on the control machine: (state field, module, port, what it is).
+SERVICES = [
+    ("dns", "unops.lab.dns", 53, "the lab resolver"),
+    ("apt_cache", "unops.lab.aptcache", aptcache.PORT, "the shared apt cache"),
+]
+
+
+def _ensure_services(state: LabState, listen: str, progress: Progress) -> None:
+    for field, module, port, what in SERVICES:
+        current: Proc | None = getattr(state, field)
+        if current is not None and current.alive():
+            continue
+        progress(f"starting {what} on {listen}:{port}")
+        setattr(state, field, _start_service(module, listen, port, what))
+        state.save()
+
+
+def _start_service(module: str, listen: str, port: int, what: str) -> Proc:
     paths.RUN_DIR.mkdir(parents=True, exist_ok=True)
     paths.DNS_RECORDS_DIR.mkdir(parents=True, exist_ok=True)
-    progress(f"starting the lab resolver on {listen}:53")
-    with open(paths.RUN_DIR / "dns.log", "ab") as out:
+    logfile = paths.RUN_DIR / f"{module.rsplit('.', 1)[-1]}.log"
+    with open(logfile, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "unops.lab.dns", "--listen", listen],
+            [sys.executable, "-m", module, "--listen", listen, "--port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    state.dns = Proc.of(proc.pid)
-    state.save()
+    started = Proc.of(proc.pid)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = (paths.RUN_DIR / "dns.log").read_text(encoding="utf-8").splitlines()[-10:]
-            raise LabError("the lab resolver ended at start:\n" + "\n".join(tail))
+            tail = logfile.read_text(encoding="utf-8").splitlines()[-10:]
+            raise LabError(f"{what} ended at start; the end of {logfile}:\n" + "\n".join(tail))
         try:
-            with socket.create_connection((listen, 53), timeout=1):
-                return
+            with socket.create_connection((listen, port), timeout=1):
+                return started
         except OSError:
             time.sleep(0.2)
-    raise LabError(f"the lab resolver did not answer on {listen}:53 within 20 s")
+    raise LabError(f"{what} did not answer on {listen}:{port} within 20 s; see {logfile}")
+
+
+def _stop_services(state: LabState, progress: Progress) -> None:
+    for field, _, _, what in SERVICES:
+        current: Proc | None = getattr(state, field)
+        if current is not None and current.alive():
+            progress(f"stopping {what}")
+            os.kill(current.pid, signal.SIGTERM)
+            _wait_gone(current)
+        setattr(state, field, None)
+    state.save()
 
 
 def _recover(state: LabState, progress: Progress) -> None:
@@ -217,11 +242,7 @@ def down(progress: Progress = _quiet, purge: bool = False) -> None:
             _remove_host(entry)
             del state.hosts[entry.name]
             state.save()
-        if state.dns is not None and state.dns.alive():
-            progress("stopping the lab resolver")
-            os.kill(state.dns.pid, signal.SIGTERM)
-            _wait_gone(state.dns)
-        state.dns = None
+        _stop_services(state, progress)
         _recover(state, progress)
         network.remove_bridge()
         network.remove_nft()

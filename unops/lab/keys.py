@@ -77,7 +77,13 @@ def known_hosts_lines(hosts: Sequence[LabHost]) -> list[str]:
 
 def write_known_hosts(hosts: Sequence[LabHost]) -> Path:
     paths.KNOWN_HOSTS.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    paths.KNOWN_HOSTS.write_text("\n".join(known_hosts_lines(hosts)) + "\n", encoding="ascii")
+    text = "\n".join(known_hosts_lines(hosts)) + "\n"
+    if paths.KNOWN_HOSTS.exists() and paths.KNOWN_HOSTS.read_text(encoding="ascii") == text:
+        return paths.KNOWN_HOSTS
+    # Replaced in one step: clients connecting meanwhile read the old file or the new one.
+    tmp = paths.KNOWN_HOSTS.with_suffix(".tmp")
+    tmp.write_text(text, encoding="ascii")
+    os.replace(tmp, paths.KNOWN_HOSTS)
     return paths.KNOWN_HOSTS
 
 

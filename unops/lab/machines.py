@@ -15,7 +15,7 @@ from pathlib import Path
 
 from unops.errors import LabError
 from unops.estate import LabHost
-from unops.lab import base, keys, paths
+from unops.lab import aptcache, base, keys, paths
 from unops.lab.registries import Registry
 from unops.lab.state import HostState, Proc, children
 from unops.lab.system import run
@@ -27,6 +27,7 @@ BOOT_TIMEOUT = 180
 # Seconds an orderly shutdown may take before the container's init is killed.
 STOP_TIMEOUT = 20
 CA_IN_HOST = "usr/local/share/ca-certificates/unops-lab.crt"
+APT_PROXY_CONF = "etc/apt/apt.conf.d/01unops-lab-proxy"
 
 
 def host_dir(name: str) -> Path:
@@ -73,9 +74,18 @@ def mount_layer(host: LabHost) -> Path:
     return root
 
 
-def configure_layer(host: LabHost, registries: list[Registry], ca_cert: Path) -> None:
-    """Write the host's identity into its layer: name, hosts file, keys, trust in the lab CA."""
+def apt_proxy_config(proxy: str) -> str:
+    return (
+        "// unops lab: fetch packages through the lab's shared cache on the control machine\n"
+        f'Acquire::http::Proxy "http://{proxy}:{aptcache.PORT}";\n'
+    )
+
+
+def configure_layer(host: LabHost, registries: list[Registry], ca_cert: Path, proxy: str) -> None:
+    """Write the host's identity into its layer: name, hosts file, keys, trust in the lab CA,
+    and the shared package cache."""
     root = root_of(host.name)
+    _write(root / APT_PROXY_CONF, apt_proxy_config(proxy))
     _write(root / "etc/hostname", f"{host.name}\n")
     registry_lines = [f"{a} {r.name}" for r in registries for a in r.addresses[:1]]
     _write(
@@ -117,7 +127,6 @@ def configure_layer(host: LabHost, registries: list[Registry], ca_cert: Path) ->
 def start(host: LabHost, netns: str) -> tuple[Proc, Proc]:
     """Boot the host with systemd-nspawn in its namespace; (nspawn process, container init)."""
     paths.RUN_DIR.mkdir(parents=True, exist_ok=True)
-    paths.APT_ARCHIVES.joinpath("partial").mkdir(parents=True, exist_ok=True)
     command = [
         "systemd-nspawn",
         f"--directory={root_of(host.name)}",
@@ -131,7 +140,6 @@ def start(host: LabHost, netns: str) -> tuple[Proc, Proc]:
         "--timezone=off",
         "--link-journal=no",
         "--console=read-only",
-        f"--bind={paths.APT_ARCHIVES}:/var/cache/apt/archives",
     ]
     log.info("booting %s at %s", host.name, host.address)
     with open(console_log(host.name), "ab") as out:

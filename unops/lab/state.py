@@ -52,12 +52,13 @@ class HostState:
 
 @dataclass
 class LabState:
-    """The whole lab: the bridge, the nftables table, the resolver and the hosts."""
+    """The whole lab: the bridge, the nftables table, the resolver, the apt cache, the hosts."""
 
     bridge: str | None = None
     nft_table: str | None = None
     forwarding_was: str | None = None
     dns: Proc | None = None
+    apt_cache: Proc | None = None
     hosts: dict[str, HostState] = field(default_factory=dict)
 
     def save(self, path: Path = paths.STATE_FILE) -> None:
@@ -87,6 +88,7 @@ class LabState:
                 nft_table=raw.get("nft_table"),
                 forwarding_was=raw.get("forwarding_was"),
                 dns=_proc(raw.get("dns")),
+                apt_cache=_proc(raw.get("apt_cache")),
                 hosts=hosts,
             )
         except (ValueError, TypeError, KeyError) as exc:
