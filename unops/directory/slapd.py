@@ -1,0 +1,216 @@
+"""What the directory deploy writes into slapd's configuration, computed here so it can be tested.
+
+The deploy renders `deploys/templates/slapd/etc/ldap/unops/config.ldif.j2` with these values and
+loads it into a fresh `/etc/ldap/slapd.d` only when its digest differs from the one applied.
+Nothing here talks to a host.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from unops.directory import admin_dn, mailboxes_dn, service_dn, services_dn
+from unops.errors import DirectoryError
+
+# The identity of root on the host over ldapi:/// (SASL EXTERNAL): the deploy manages with it.
+LOCAL_ROOT = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
+
+# Attributes of a mailbox that routing needs (Postfix, the exporter) and that quotas add (Dovecot).
+ROUTING_ATTRIBUTES = ("entry", "objectClass", "mail", "unopsHomeServer", "unopsAccountState")
+QUOTA_ATTRIBUTES = ("unopsQuotaMB",)
+
+# Equality indexes: the lookups of Postfix and Dovecot, and entryCSN/entryUUID for syncrepl.
+INDEXES = (
+    "objectClass eq",
+    "mail eq",
+    "unopsHomeServer eq",
+    "unopsAccountState eq",
+    "unopsMission eq",
+    "entryCSN eq",
+    "entryUUID eq",
+)
+
+# Characters a syncrepl credential may hold: it sits between double quotes in olcSyncrepl.
+_SAFE_CREDENTIAL = re.compile(r"^[A-Za-z0-9._~-]{16,128}$")
+
+
+def stable_ssha(password: str, context: str) -> str:
+    """An {SSHA} hash of `password` whose salt is derived from the password and `context`.
+
+    A fresh random salt on each run would change the generated configuration every time and
+    make the deploy report a change on every run; the secrets are 32 random characters, so a
+    salt derived from them is as unpredictable and is not shared between accounts.
+    """
+    salt = hmac.new(password.encode(), context.encode(), hashlib.sha256).digest()[:8]
+    digest = hashlib.sha1(password.encode() + salt).digest()  # noqa: S324 (SSHA is SHA-1 by spec)
+    return "{SSHA}" + base64.b64encode(digest + salt).decode()
+
+
+def check_ssha(password: str, hashed: str) -> bool:
+    """Whether an {SSHA} value is the hash of `password`."""
+    if not hashed.startswith("{SSHA}"):
+        return False
+    raw = base64.b64decode(hashed[len("{SSHA}") :])
+    digest, salt = raw[:20], raw[20:]
+    candidate = hashlib.sha1(password.encode() + salt).digest()  # noqa: S324
+    return hmac.compare_digest(digest, candidate)
+
+
+def _by(base: str, services: Sequence[str], level: str) -> str:
+    return " ".join(f'by dn.exact="{service_dn(base, name)}" {level}' for name in services)
+
+
+def access_rules(base: str) -> list[str]:
+    """olcAccess of the mailbox database, first match wins (docs/directory.md, bind accounts).
+
+    The replicator reads everything (it copies the tree), each other service only what its
+    lookups need; users may only authenticate; nobody else reads anything.
+    """
+    boxes = mailboxes_dn(base)
+    replicator = _by(base, ["replicator"], "read")
+    return [
+        f"to * by dn.exact={LOCAL_ROOT} manage by * break",
+        # A disabled mailbox cannot bind anywhere, whatever a client's own filter says.
+        f'to dn.subtree="{boxes}" filter=(unopsAccountState=disabled) attrs=userPassword '
+        f"{replicator} by * none",
+        f"to attrs=userPassword {replicator} by anonymous auth by * none",
+        f"to attrs={','.join(QUOTA_ATTRIBUTES)} {replicator} "
+        f"{_by(base, ['dovecot'], 'read')} by * none",
+        f'to dn.subtree="{boxes}" attrs={",".join(ROUTING_ATTRIBUTES)} {replicator} '
+        f"{_by(base, ['postfix', 'dovecot', 'exporter'], 'read')} by * none",
+        f'to dn.base="{base}" attrs=entry,objectClass,contextCSN {replicator} '
+        f"{_by(base, ['postfix', 'dovecot', 'exporter'], 'read')} by * none",
+        f"to * {replicator} by * none",
+    ]
+
+
+def limits(base: str) -> list[str]:
+    """olcLimits: the replicator and the exporter read every mailbox, beyond the 500 default."""
+    return [
+        f'dn.exact="{service_dn(base, name)}" size=unlimited time=unlimited'
+        for name in ("replicator", "exporter")
+    ]
+
+
+def syncrepl(base: str, provider_url: str, credential: str, ca_file: str) -> str:
+    """olcSyncrepl of a replica: refreshAndPersist from the provider, StartTLS verifying the CA."""
+    if not _SAFE_CREDENTIAL.match(credential):
+        raise DirectoryError(
+            "the replicator's password (secret ldap/replicator) holds characters that cannot "
+            "stand in olcSyncrepl; expected 16 to 128 of A-Z a-z 0-9 . _ ~ -; delete the secret "
+            "to have a new one generated"
+        )
+    return (
+        f"rid=001 provider={provider_url} starttls=critical tls_reqcert=demand "
+        f'tls_cacert="{ca_file}" bindmethod=simple '
+        f'binddn="{service_dn(base, "replicator")}" credentials="{credential}" '
+        f'searchbase="{base}" type=refreshAndPersist retry="5 10 30 +" '
+        "timeout=5 network-timeout=5 keepalive=240:10:30"
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An entry the deploy keeps present: the LDIF to add it, the LDIF to bring it up to date."""
+
+    name: str
+    add: str
+    modify: str | None = None
+
+
+def tree_entries(base: str, passwords: dict[str, str]) -> list[Entry]:
+    """The base, the two organizational units and a bind account per service, with hashes."""
+    top = base.split(",")[0].split("=", 1)[1]
+    entries = [
+        Entry(
+            "base",
+            f"dn: {base}\nobjectClass: dcObject\nobjectClass: organization\ndc: {top}\no: {top}\n",
+        ),
+        Entry(
+            "mailboxes",
+            f"dn: {mailboxes_dn(base)}\nobjectClass: organizationalUnit\nou: mailboxes\n",
+        ),
+        Entry(
+            "services", f"dn: {services_dn(base)}\nobjectClass: organizationalUnit\nou: services\n"
+        ),
+    ]
+    for name, password in passwords.items():
+        dn = service_dn(base, name)
+        hashed = stable_ssha(password, dn)
+        entries.append(
+            Entry(
+                f"service-{name}",
+                f"dn: {dn}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
+                f"cn: {name}\ndescription: bind account of {name}\nuserPassword: {hashed}\n",
+                f"dn: {dn}\nchangetype: modify\nreplace: userPassword\nuserPassword: {hashed}\n",
+            )
+        )
+    return entries
+
+
+def _lines(name: str, values: Sequence[str], ordered: bool = False) -> list[str]:
+    return [f"{name}: {{{i}}}{v}" if ordered else f"{name}: {v}" for i, v in enumerate(values)]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where the CA, the host's certificate and its key are on the host."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+def config_values(
+    *,
+    base: str,
+    tls: TlsFiles,
+    admin_password: str | None = None,
+    provider_url: str | None = None,
+    replicator_password: str | None = None,
+) -> dict[str, str]:
+    """The values of config.ldif.j2: a provider given the admin password, else a replica.
+
+    A replica is given the provider's URL and the replicator's password; it has no root
+    password, so nobody can write to it but syncrepl.
+    """
+    provider = admin_password is not None
+    if not provider and (provider_url is None or replicator_password is None):
+        raise DirectoryError("a replica needs the provider's URL and the replicator's password")
+
+    database = []
+    if admin_password is not None:
+        database.append(f"olcRootPW: {stable_ssha(admin_password, admin_dn(base))}")
+    database += _lines("olcDbIndex", INDEXES)
+    database += _lines("olcAccess", access_rules(base), ordered=True)
+    database += _lines("olcLimits", limits(base), ordered=True)
+    overlays = ""
+    if provider:
+        modules = ["back_mdb", "syncprov"]
+        # The session log lets a replica that was away catch up with a delta, not a full refresh.
+        overlays = (
+            "\ndn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config\n"
+            "objectClass: olcOverlayConfig\nobjectClass: olcSyncProvConfig\n"
+            "olcOverlay: {0}syncprov\nolcSpCheckpoint: 100 10\nolcSpSessionlog: 1000\n"
+        )
+    else:
+        assert provider_url is not None and replicator_password is not None
+        modules = ["back_mdb"]
+        database.append(f"olcSyncrepl: {syncrepl(base, provider_url, replicator_password, tls.ca)}")
+        # Writes sent to a replica are referred to the provider.
+        database.append(f"olcUpdateRef: {provider_url}")
+    return {
+        "base": base,
+        "root_dn": admin_dn(base),
+        "tls_ca": tls.ca,
+        "tls_cert": tls.cert,
+        "tls_key": tls.key,
+        "module_lines": "\n".join(_lines("olcModuleLoad", modules, ordered=True)),
+        "database_lines": "\n".join(database),
+        "overlay_entries": overlays,
+    }
