@@ -240,6 +240,9 @@ def _describe(exc: BaseException) -> str:
     """One line for an exception: for an error in deploy code, its file, line and message."""
     if isinstance(exc, UnexpectedExternalError):
         inner = exc.exception
+        if isinstance(inner, UnexpectedExternalError):
+            # An error inside a file included with local.include (deploys/all.py): name that file.
+            return _describe(inner)
         line = None
         tb = inner.__traceback__ or getattr(inner, "_traceback", None)
         for frame in traceback.extract_tb(tb):

@@ -145,3 +145,16 @@ def test_missing_deploy_file_is_refused(tmp_path: Path, local_inventory: Path) -
     """A deploy file that does not exist is named in the error."""
     with pytest.raises(DeployError, match=r"nothing\.py"):
         run_deploy(local_inventory, [tmp_path / "nothing.py"])
+
+
+def test_error_in_an_included_deploy_names_the_included_file(
+    tmp_path: Path, local_inventory: Path
+) -> None:
+    """An exception in a file pulled in with local.include is reported against that file."""
+    inner = _write(tmp_path / "mail.py", "\n\nraise RuntimeError('no mail server here')\n")
+    outer = _write(
+        tmp_path / "all.py", f"from pyinfra import local\nlocal.include({str(inner)!r})\n"
+    )
+
+    with pytest.raises(DeployError, match=r"mail\.py:3: the deploy raised RuntimeError: no mail"):
+        run_deploy(local_inventory, [outer])
