@@ -59,3 +59,7 @@ class SecretsError(UnopsError):
 
 class ExporterError(UnopsError):
     """The exporter's configuration or credentials are missing or invalid (probes never raise)."""
+
+
+class RemoteError(UnopsError):
+    """A host could not be reached over SSH, or a command on it failed where success was needed."""

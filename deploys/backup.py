@@ -1,0 +1,256 @@
+"""Daily encrypted backups (restic over SFTP) of every mail, directory and CMS host to backup1.
+
+Run it with `unops deploy backup` or `pyinfra -y inventory/lab.py deploys/backup.py`. What each
+host backs up is computed in `unops.backup.plan`; this file only moves it onto the hosts. The
+backup host is configured first (operations run in file order on every host), so a client's
+repository can be created in the same run.
+
+On the backup host each client has its own account, `restic-<host>`, that sshd confines to
+SFTP inside a root-owned chroot in which only `/repo` (the repository, 0700) belongs to it. On
+each client a stdlib runner (/usr/local/lib/unops/backup-run) runs restic and appends one
+chained record per run; see docs/backup-records.md.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import FactBase
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from unops import PROJECT_ROOT
+from unops.backup import plan
+from unops.estate import load_estate
+from unops.inventory import PRODUCTION_KNOWN_HOSTS
+from unops.lab import paths
+
+TEMPLATES = PROJECT_ROOT / "deploys" / "templates" / "backup"
+
+# Deploy defaults.
+# restic_packages: restic itself and the ssh client its SFTP backend runs.
+restic_packages = ["restic", "openssh-client"]
+# backup_check_at: local time (HH:MM) of the daily verification, after the backups are done.
+backup_check_at = "05:30"
+# backup_spread: random delay of each host's timers, so the hosts do not all write at once.
+backup_spread = "30min"
+# backup_timeout: longest a backup or check may run before systemd stops it.
+backup_timeout = "6h"
+
+
+class ResticRepository(FactBase):
+    """Whether the host's repository answers ("present") or must be created ("absent")."""
+
+    def command(self) -> str:
+        return f"test -x {plan.RUNNER} && {plan.RUNNER} probe 2>/dev/null || echo absent"
+
+    def process(self, output: list[str]) -> str:
+        return output[-1].strip() if output else "absent"
+
+
+fleet = str(host.data.fleet)
+estate = load_estate()
+roles = set(host.data.roles)
+timezone = str(host.data.get("timezone", "UTC"))
+known_hosts_file = paths.KNOWN_HOSTS if fleet == "lab" else PRODUCTION_KNOWN_HOSTS
+
+
+def template(dest: str, src: str, mode: str = "644", **data: object):
+    """Render templates/backup/<src>.j2 to `dest` on the host."""
+    return files.template(
+        name=f"Configure {dest}",
+        src=str(TEMPLATES / f"{src.lstrip('/')}.j2"),
+        dest=dest,
+        user="root",
+        group="root",
+        mode=mode,
+        **data,
+    )
+
+
+# --- The backup host: one confined SFTP account per client -----------------------------------
+if "backup" in roles:
+    files.directory(
+        name=f"Create {plan.CHROOTS_DIR}",
+        path=plan.CHROOTS_DIR,
+        user="root",
+        group="root",
+        mode="755",
+    )
+    files.directory(
+        name=f"Create {plan.AUTHORIZED_KEYS_DIR}",
+        path=plan.AUTHORIZED_KEYS_DIR,
+        user="root",
+        group="root",
+        mode="755",
+    )
+    sshd_ops = []
+    for client in plan.clients(estate, fleet):
+        client_plan = plan.plan_for(estate, client, fleet)
+        user = client_plan.sftp_user
+        server.group(name=f"Create the group {user}", group=user, system=True)
+        server.user(
+            name=f"Create the SFTP account {user}",
+            user=user,
+            group=user,
+            home=client_plan.chroot,
+            shell="/usr/sbin/nologin",
+            system=True,
+            ensure_home=False,
+        )
+        # sshd refuses a chroot that is not root's all the way up, and not writable by others.
+        files.directory(
+            name=f"Create {client_plan.chroot}",
+            path=client_plan.chroot,
+            user="root",
+            group="root",
+            mode="755",
+        )
+        files.directory(
+            name=f"Create {client_plan.chroot}/repo",
+            path=f"{client_plan.chroot}/repo",
+            user=user,
+            group=user,
+            mode="700",
+        )
+        _, public_key = plan.client_key(fleet, client)
+        sshd_ops.append(
+            files.put(
+                name=f"Install {plan.AUTHORIZED_KEYS_DIR}/{user}",
+                src=StringIO(f"restrict {public_key} unops backup of {client}\n"),
+                dest=f"{plan.AUTHORIZED_KEYS_DIR}/{user}",
+                user="root",
+                group="root",
+                mode="644",
+            )
+        )
+        sshd_ops.append(
+            template(
+                f"/etc/ssh/sshd_config.d/unops-backup-{client}.conf",
+                "etc/ssh/sshd_config.d/unops-backup-client.conf",
+                client=client,
+                sftp_user=user,
+                chroot=client_plan.chroot,
+                authorized_keys=f"{plan.AUTHORIZED_KEYS_DIR}/%u",
+            )
+        )
+    sshd_changed = any_changed(*sshd_ops)
+    server.shell(name="Check the sshd configuration", commands=["sshd -t"], _if=sshd_changed)
+    systemd.service(
+        name="Reload ssh.service", service="ssh.service", reloaded=True, _if=sshd_changed
+    )
+
+# NB: pyinfra orders each host's operations on its own; one operation that every host runs, from
+# this one place, is the barrier that puts the backup host's accounts before any client's
+# first connection (the repository is created below).
+files.directory(
+    name="Create /var/lib/unops", path="/var/lib/unops", user="root", group="root", mode="755"
+)
+
+# --- A backed-up host: restic, the runner, its secrets and its timers --------------------------
+if roles & {role.value for role in plan.BACKED_UP_ROLES}:
+    client_plan = plan.plan_for(estate, host.name, fleet)
+    private_key, _ = plan.client_key(fleet, host.name)
+    pinned = plan.known_hosts_lines(
+        known_hosts_file,
+        [client_plan.backup_address, client_plan.backup_host, estate.fqdn(client_plan.backup_host)],
+    )
+
+    apt.update(name="Update the apt cache", cache_time=24 * 3600)
+    apt.packages(name="Install restic", packages=restic_packages, no_recommends=True)
+
+    for folder, mode in (
+        (plan.CONFIG_DIR, "700"),
+        ("/var/lib/unops/backup", "750"),
+        (plan.SCRATCH_DIR, "700"),
+        ("/var/cache/restic", "700"),
+    ):
+        files.directory(name=f"Create {folder}", path=folder, user="root", group="root", mode=mode)
+    # Consistent copies (dumps) are root's alone: they hold every account and every row.
+    dump_dirs = sorted({str(step["dir"]) for step in client_plan.pre})
+    for folder in dump_dirs:
+        files.directory(name=f"Create {folder}", path=folder, user="root", group="root", mode="700")
+    # What is backed up must exist, or restic fails the whole run; owners stay the services'.
+    for folder in client_plan.paths:
+        if folder not in dump_dirs:
+            files.directory(name=f"Ensure {folder} exists", path=folder)
+
+    files.put(
+        name=f"Install {plan.RUNNER}",
+        src=str(TEMPLATES / plan.RUNNER.lstrip("/")),
+        dest=plan.RUNNER,
+        user="root",
+        group="root",
+        mode="755",
+    )
+    files.put(
+        name=f"Install {plan.CONFIG_FILE}",
+        src=StringIO(client_plan.runner_config()),
+        dest=plan.CONFIG_FILE,
+        user="root",
+        group="root",
+        mode="600",
+    )
+    files.put(
+        name=f"Install {plan.PASSWORD_FILE}",
+        src=StringIO(plan.restic_password(fleet, host.name) + "\n"),
+        dest=plan.PASSWORD_FILE,
+        user="root",
+        group="root",
+        mode="600",
+    )
+    files.put(
+        name=f"Install {plan.SSH_KEY_FILE}",
+        src=StringIO(private_key),
+        dest=plan.SSH_KEY_FILE,
+        user="root",
+        group="root",
+        mode="600",
+    )
+    files.put(
+        name=f"Install {plan.KNOWN_HOSTS_FILE}",
+        src=StringIO(pinned),
+        dest=plan.KNOWN_HOSTS_FILE,
+        user="root",
+        group="root",
+        mode="644",
+    )
+    template(
+        plan.SSH_CONFIG_FILE,
+        "etc/unops/backup/ssh_config",
+        backup_host=client_plan.backup_host,
+        alias=plan.SSH_ALIAS,
+        address=client_plan.backup_address,
+        sftp_user=client_plan.sftp_user,
+        key_file=plan.SSH_KEY_FILE,
+        known_hosts=plan.KNOWN_HOSTS_FILE,
+    )
+
+    if host.get_fact(ResticRepository) != "present":
+        server.shell(
+            name=f"Create the restic repository of {host.name} on {client_plan.backup_host}",
+            commands=[f"{plan.RUNNER} init"],
+        )
+
+    unit_data = {
+        "backup_host": client_plan.backup_host,
+        "runner": plan.RUNNER,
+        "timeout": backup_timeout,
+        "daily_at": estate.backup.daily_at,
+        "check_at": backup_check_at,
+        "timezone": timezone,
+        "spread": backup_spread,
+    }
+    unit_ops = [
+        template(f"/etc/systemd/system/{unit}", f"etc/systemd/system/{unit}", **unit_data)
+        for unit in (
+            "unops-backup.service",
+            "unops-backup.timer",
+            "unops-backup-check.service",
+            "unops-backup-check.timer",
+        )
+    ]
+    systemd.daemon_reload(name="Reload systemd units", _if=any_changed(*unit_ops))
+    for timer in ("unops-backup.timer", "unops-backup-check.timer"):
+        systemd.service(name=f"Enable and start {timer}", service=timer, running=True, enabled=True)
