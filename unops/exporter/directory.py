@@ -151,6 +151,11 @@ def directory_families(readings: list[DirectoryReading]) -> list[Metric]:
     # Only the success and duration families apply to LDAP; certificates are seen by StartTLS
     # but ldap3 does not hand the peer certificate back.
     result: list[Metric] = probes[:2]
+    info = GaugeMetricFamily(
+        "unops_ldap_server_info",
+        "A directory server the exporter probes, and its role (provider or replica).",
+        labels=["target", "role"],
+    )
     csn = GaugeMetricFamily(
         "unops_ldap_context_csn_timestamp_seconds",
         "Time of the last change the server holds (its contextCSN).",
@@ -168,10 +173,11 @@ def directory_families(readings: list[DirectoryReading]) -> list[Metric]:
     )
     provider_time = next((r.csn_time for r in readings if r.provider and r.success), None)
     for reading in readings:
+        info.add_metric([reading.target, "provider" if reading.provider else "replica"], 1.0)
         if reading.csn_time is not None:
             csn.add_metric([reading.target], reading.csn_time)
             if not reading.provider and provider_time is not None:
                 lag.add_metric([reading.target], max(0.0, provider_time - reading.csn_time))
         for (server, state), count in sorted(reading.mailboxes.items()):
             mailboxes.add_metric([server, state], float(count))
-    return [*result, csn, lag, mailboxes]
+    return [*result, info, csn, lag, mailboxes]
