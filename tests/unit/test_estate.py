@@ -323,3 +323,33 @@ def test_estate_check_prints_the_summary_of_a_valid_estate() -> None:
 
     assert outcome.exit_code == 0
     assert '"mailboxes": 792' in outcome.output
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        (
+            Fault("hosts.toml", 'address = "203.0.113.11"', 'address = "203.0.113.311"', ""),
+            "'address' input is not a valid IPv4 address; got '203.0.113.311'",
+        ),
+        (
+            Fault("wifi.toml", "floor = 1\nmodel", 'floor = "one"\nmodel', ""),
+            "'floor' input should be a valid integer",
+        ),
+        (
+            Fault("missions.csv", "AF,Afghanistan,af.missions.example", "AF,Afghanistan,af", ""),
+            "'mail_domain' must be a lower-case domain",
+        ),
+    ],
+    ids=["mail_server_address", "access_point_floor", "mission_domain"],
+)
+def test_invalid_record_is_reported_once_not_again_by_each_reference(
+    tmp_path: Path, fault: Fault, says: str
+) -> None:
+    """A bad mail server, access point or mission is one problem, not one per mailbox or room."""
+    root = _break(tmp_path, fault)
+
+    problems = _problems(root)
+
+    assert len(problems) == 1, "\n".join(map(str, problems))
+    assert says in problems[0].message

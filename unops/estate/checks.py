@@ -141,7 +141,7 @@ def check_references(
 
     _duplicates(reader, "mailboxes.csv", mailboxes, lambda b: b.address, "mailbox address")
     for box, line in mailboxes:
-        if box.server not in mail_servers:
+        if box.server not in mail_servers and not reader.was_rejected("hosts.toml", box.server):
             reader.problem(
                 "mailboxes.csv",
                 f"{box.address}: server {box.server!r} is not a mail server in hosts.toml; "
@@ -149,6 +149,8 @@ def check_references(
                 line,
             )
         if box.mission not in codes:
+            if reader.was_rejected("missions.csv", box.mission):
+                continue
             reader.problem(
                 "mailboxes.csv",
                 f"{box.address}: unknown mission code {box.mission!r}; see missions.csv",
@@ -175,7 +177,9 @@ def check_references(
     building_codes = {b.code for b, _ in buildings}
     ap_names = {ap.name for ap, _ in access_points}
     for ap, line in access_points:
-        if (ap.building, ap.floor) not in floors:
+        if (ap.building, ap.floor) not in floors and not reader.was_rejected(
+            "buildings.toml", ap.building
+        ):
             reader.problem(
                 "wifi.toml",
                 f"{ap.name}: floor {ap.floor} of building {ap.building!r} is not in "
@@ -185,7 +189,9 @@ def check_references(
 
     _duplicates(reader, "rooms.csv", rooms, lambda r: r.key, "room")
     for room, line in rooms:
-        if (room.building, room.floor) not in floors:
+        if (room.building, room.floor) not in floors and not reader.was_rejected(
+            "buildings.toml", room.building
+        ):
             reader.problem(
                 "rooms.csv",
                 f"room {room.room}: floor {room.floor} of building {room.building!r} is not in "
@@ -193,7 +199,7 @@ def check_references(
                 line,
             )
         for served_by in room.served_by:
-            if served_by not in ap_names:
+            if served_by not in ap_names and not reader.was_rejected("wifi.toml", served_by):
                 reader.problem(
                     "rooms.csv",
                     f"room {room.room}: served by unknown access point {served_by!r}; "
@@ -203,13 +209,15 @@ def check_references(
 
     _duplicates(reader, "sites.csv", sites, lambda s: s.site, "site")
     for cms_site, line in sites:
-        if cms_site.mission not in codes:
+        if cms_site.mission not in codes and not reader.was_rejected(
+            "missions.csv", cms_site.mission
+        ):
             reader.problem(
                 "sites.csv",
                 f"{cms_site.site}: owner mission {cms_site.mission!r} is not in missions.csv",
                 line,
             )
-        if cms_site.host not in cms_hosts:
+        if cms_site.host not in cms_hosts and not reader.was_rejected("hosts.toml", cms_site.host):
             where = "is not a cms host" if cms_site.host in host_names else "is not in hosts.toml"
             reader.problem(
                 "sites.csv",
@@ -221,7 +229,7 @@ def check_references(
     _duplicates(reader, "donations.csv", donations, lambda d: d.serial, "serial number")
     _duplicates(reader, "donations.csv", donations, lambda d: d.asset_tag, "asset tag")
     for item, line in donations:
-        if item.mission not in codes:
+        if item.mission not in codes and not reader.was_rejected("missions.csv", item.mission):
             reader.problem(
                 "donations.csv",
                 f"{item.item}: recipient mission {item.mission!r} is not in missions.csv",

@@ -28,9 +28,20 @@ class Reader:
 
     root: Path
     problems: list[Problem] = field(default_factory=list)
+    # Per file, the keys (first field) of records that were present but invalid: references to
+    # them are not reported again as unknown, since the record's own problem already is.
+    rejected: dict[str, set[str]] = field(default_factory=dict)
 
     def problem(self, name: str, message: str, line: int | None = None) -> None:
         self.problems.append(Problem(self.root / name, message, line))
+
+    def was_rejected(self, name: str, key: object) -> bool:
+        return str(key) in self.rejected.get(name, set())
+
+    def _reject(self, name: str, model: type[BaseModel], data: Any) -> None:
+        key = next(iter(model.model_fields))
+        if isinstance(data, dict) and key in data:
+            self.rejected.setdefault(name, set()).add(str(data[key]).strip())
 
     def toml(self, name: str) -> TomlFile | None:
         path = self.root / name
@@ -97,6 +108,8 @@ class Reader:
                 record = self.validate(name, model, data, line=line)
                 if record is not None:
                     records.append((record, line))
+                else:
+                    self._reject(name, model, data)
         return records
 
     def validate(
@@ -209,3 +222,5 @@ class TomlFile:
             record = self.reader.validate(self.name, model, entry, locate=locate)
             if record is not None:
                 yield record, start
+            else:
+                self.reader._reject(self.name, model, entry)
