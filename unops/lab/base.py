@@ -74,14 +74,31 @@ def recipe() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def is_current(root: Path = paths.BASE_ROOT) -> bool:
+def built_recipe(root: Path = paths.BASE_ROOT) -> str | None:
+    """The recipe the base root on disk was built from, or None if there is none."""
     stamp = root / _STAMP
-    return stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == recipe()
+    return stamp.read_text(encoding="utf-8").strip() if stamp.is_file() else None
 
 
-def ensure_base(resolver: str, progress: Progress, root: Path = paths.BASE_ROOT) -> Path:
-    """The base root, built now if it is missing or its recipe changed."""
+def is_current(root: Path = paths.BASE_ROOT) -> bool:
+    return built_recipe(root) == recipe()
+
+
+def ensure_base(
+    resolver: str, progress: Progress, in_use: bool = False, root: Path = paths.BASE_ROOT
+) -> Path:
+    """The base root, built now if it is missing or its recipe changed.
+
+    A base that running hosts sit on (`in_use`) is never replaced under them: the old one is
+    kept, with a warning, until the next `up` after `down`.
+    """
     if is_current(root):
+        return root
+    if in_use and built_recipe(root) is not None:
+        progress(
+            f"the base root's recipe changed, but running hosts use {root}; it is rebuilt "
+            "at the first `up` after `unops lab down`"
+        )
         return root
     building = root.with_name(root.name + ".building")
     if building.exists():

@@ -117,13 +117,21 @@ def _san(value: str) -> x509.GeneralName:
     return x509.DNSName(value)
 
 
+def _lab_address(fqdn: str) -> list[str]:
+    # A lab host's certificate also names its address, for clients that connect by address.
+    from unops.estate import load_estate
+
+    return [str(h.address) for h in load_estate().lab_hosts() if h.fqdn == fqdn]
+
+
 def host_certificate(fqdn: str, alt_names: list[str]) -> tuple[Path, Path]:
     """(cert, key) PEM paths for `fqdn`, issued by the lab CA once and then reused.
 
-    The certificate names `fqdn` and every alt name (DNS names or addresses); a certificate
-    issued earlier for other names, or by another CA, is issued again.
+    The certificate names `fqdn`, every alt name (DNS names or addresses) and, for a lab host,
+    its address; one issued earlier for other names, by another CA, or expiring within 30
+    days, is issued again.
     """
-    names = list(dict.fromkeys([fqdn, *alt_names]))
+    names = list(dict.fromkeys([fqdn, *alt_names, *_lab_address(fqdn)]))
     wanted = [_san(name) for name in names]
     folder = paths.CA_HOSTS_DIR
     cert_path, key_path = folder / f"{fqdn}.crt", folder / f"{fqdn}.key"

@@ -79,7 +79,8 @@ def up(names: Sequence[str] = (), progress: Progress = _quiet) -> LabState:
         state = LabState.load()
         _recover(state, progress)
 
-        base.ensure_base(str(lab.bridge_address), progress)
+        in_use = any(host_running(entry) for entry in state.hosts.values())
+        base.ensure_base(str(lab.bridge_address), progress, in_use=in_use)
         ca_cert = ca.ensure_ca()
         keys.login_key()
         keys.write_known_hosts(estate.lab_hosts())

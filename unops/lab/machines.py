@@ -62,12 +62,14 @@ def mount_layer(host: LabHost) -> Path:
     folder = host_dir(host.name)
     upper, work, root = folder / "upper", folder / "work", folder / "root"
     stamp = folder / "base-recipe"
-    if stamp.exists() and stamp.read_text(encoding="utf-8").strip() != base.recipe():
-        log.warning("layer of %s was made on an older base root; starting it afresh", host.name)
+    current = base.built_recipe() or ""
+    if stamp.exists() and stamp.read_text(encoding="utf-8").strip() != current:
+        log.warning("layer of %s was made on another base root; starting it afresh", host.name)
+        unmount(root)
         shutil.rmtree(folder)
     for path in (upper, work, root):
         path.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(base.recipe() + "\n", encoding="utf-8")
+    stamp.write_text(current + "\n", encoding="utf-8")
     if not is_mounted(root):
         options = f"lowerdir={paths.BASE_ROOT},upperdir={upper},workdir={work}"
         run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)])
