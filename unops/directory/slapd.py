@@ -52,8 +52,8 @@ def stable_ssha(password: str, context: str) -> str:
 
 
 def check_ssha(password: str, hashed: str) -> bool:
-    """Whether an {SSHA} value is the hash of `password`."""
-    if not hashed.startswith("{SSHA}"):
+    """Whether an {SSHA} value (the scheme in any case, as slapd takes it) hashes `password`."""
+    if not hashed.upper().startswith("{SSHA}"):
         return False
     raw = base64.b64decode(hashed[len("{SSHA}") :])
     digest, salt = raw[:20], raw[20:]

@@ -1,0 +1,100 @@
+"""What the directory deploy writes into slapd: names, hashes, access rules, replica settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from unops.directory import base_dn, mailbox_dn
+from unops.directory.slapd import (
+    TlsFiles,
+    access_rules,
+    check_ssha,
+    config_values,
+    stable_ssha,
+    syncrepl,
+    tree_entries,
+)
+from unops.errors import DirectoryError
+
+BASE = "dc=ict,dc=example"
+TLS = TlsFiles("/etc/ldap/tls/ca.crt", "/etc/ldap/tls/h.crt", "/etc/ldap/tls/h.key")
+
+
+def test_base_comes_from_the_zone() -> None:
+    """The office zone ict.example gives the base dc=ict,dc=example."""
+    assert base_dn("ict.example") == BASE
+
+
+def test_mailbox_dn_escapes_its_value() -> None:
+    """Characters with meaning in a DN are escaped in a mailbox's RDN."""
+    assert mailbox_dn(BASE, "a,b+c@x.example") == r"mail=a\,b\+c@x.example,ou=mailboxes," + BASE
+
+
+def test_stable_ssha_is_stable_and_verifies() -> None:
+    """The same secret and context give the same hash, which verifies the secret only."""
+    first = stable_ssha("s3cret-value", "cn=postfix")
+    assert first == stable_ssha("s3cret-value", "cn=postfix")
+    assert first != stable_ssha("s3cret-value", "cn=dovecot")
+    assert check_ssha("s3cret-value", first) and not check_ssha("other", first)
+
+
+def test_only_the_replicator_reads_password_hashes() -> None:
+    """The userPassword rule grants read to the replicator and bare auth to everyone else."""
+    rule = next(r for r in access_rules(BASE) if r.startswith("to attrs=userPassword"))
+    assert 'by dn.exact="cn=replicator,ou=services,dc=ict,dc=example" read' in rule
+    assert "by anonymous auth by * none" in rule
+    assert "postfix" not in rule and "dovecot" not in rule
+
+
+def test_disabled_mailboxes_cannot_bind() -> None:
+    """A rule before the userPassword rule denies auth on disabled mailboxes."""
+    rules = access_rules(BASE)
+    disabled = next(i for i, r in enumerate(rules) if "unopsAccountState=disabled" in r)
+    general = next(i for i, r in enumerate(rules) if r.startswith("to attrs=userPassword"))
+    assert disabled < general and "auth" not in rules[disabled]
+
+
+def test_quota_is_readable_by_dovecot_not_postfix() -> None:
+    """unopsQuotaMB is granted to dovecot and the replicator, not to postfix or the exporter."""
+    rule = next(r for r in access_rules(BASE) if r.startswith("to attrs=unopsQuotaMB"))
+    assert "cn=dovecot" in rule and "cn=postfix" not in rule and "cn=exporter" not in rule
+
+
+def test_replica_has_syncrepl_and_no_root_password() -> None:
+    """A replica pulls with StartTLS verifying the CA, refers writes, and has no olcRootPW."""
+    values = config_values(
+        base=BASE, tls=TLS, provider_url="ldap://dir1.ict.example", replicator_password="p" * 32
+    )
+    lines = values["database_lines"]
+    assert "olcRootPW" not in lines and "olcUpdateRef: ldap://dir1.ict.example" in lines
+    assert "starttls=critical tls_reqcert=demand" in lines and "type=refreshAndPersist" in lines
+    assert values["overlay_entries"] == ""
+
+
+def test_provider_has_syncprov_and_a_hashed_root_password() -> None:
+    """The provider loads syncprov and carries only a hash of the admin password."""
+    values = config_values(base=BASE, tls=TLS, admin_password="admin-secret-value")
+    assert "admin-secret-value" not in "".join(values.values())
+    assert "olcRootPW: {SSHA}" in values["database_lines"]
+    assert "syncprov" in values["module_lines"] and "olcSpSessionlog" in values["overlay_entries"]
+
+
+def test_replica_needs_the_provider_and_the_credential() -> None:
+    """Neither the admin password nor the replica settings: a clear error."""
+    with pytest.raises(DirectoryError, match="provider's URL"):
+        config_values(base=BASE, tls=TLS)
+
+
+def test_unquotable_credential_is_refused() -> None:
+    """A replicator password with a quote would break olcSyncrepl: refused with the fix."""
+    with pytest.raises(DirectoryError, match="delete the secret"):
+        syncrepl(BASE, "ldap://dir1", 'abc"def' * 4, "/ca.crt")
+
+
+def test_tree_entries_hold_hashes_not_passwords() -> None:
+    """The entries the deploy uploads hold each account's hash and never its password."""
+    entries = tree_entries(BASE, {"postfix": "postfix-secret-value"})
+    text = "".join(e.add + (e.modify or "") for e in entries)
+    assert "postfix-secret-value" not in text
+    assert [e.name for e in entries] == ["base", "mailboxes", "services", "service-postfix"]
+    assert stable_ssha("postfix-secret-value", "cn=postfix,ou=services," + BASE) in text
