@@ -63,7 +63,8 @@ async def timed(
         log.debug("probe %s %s is down: %s", kind, target, error)
         return ProbeResult(kind, target, False, time.monotonic() - started, error=error)
     success = status is None or status in HTTP_OK
-    return ProbeResult(kind, target, success, time.monotonic() - started, expiry, status)
+    error = "" if success else f"HTTP status {status}"
+    return ProbeResult(kind, target, success, time.monotonic() - started, expiry, status, error)
 
 
 class AvailabilityCollector(SourceCollector):
@@ -97,6 +98,7 @@ class AvailabilityCollector(SourceCollector):
             timed("https", s.site, budget, partial(self.probe_site, s)) for s in self.config.sites
         ]
         results = await asyncio.gather(*jobs)
+        self.errors = {f"{r.kind} {r.target}": r.error for r in results if not r.success}
         return families(results)
 
     def fallback(self) -> list[Metric]:

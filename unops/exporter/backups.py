@@ -89,7 +89,8 @@ def fetch_records(
         data = stdout.read(MAX_RECORDS_BYTES)
         status = stdout.channel.recv_exit_status()
         error = stderr.read(2048).decode("utf-8", "replace").strip()
-    except (paramiko.SSHException, OSError, ValueError) as exc:
+    except Exception as exc:
+        # Whatever the host or paramiko does wrong, the records read as unreadable with the reason.
         text = str(exc) or type(exc).__name__
         log.debug("backup records of %s unreadable: %s", host.target, text)
         return BackupReading(host.target, False, time.monotonic() - started, error=text)
@@ -133,6 +134,7 @@ class BackupCollector(SourceCollector):
                 readings.append(await asyncio.wait_for(asyncio.shield(job), timeout=budget))
             except TimeoutError:
                 readings.append(BackupReading(host.target, False, budget, error="timed out"))
+        self.errors = {f"backup_records {r.target}": r.error for r in readings if not r.success}
         return backup_families(readings)
 
     def fallback(self) -> list[Metric]:

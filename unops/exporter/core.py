@@ -71,6 +71,8 @@ class SourceCollector(Collector):
     def __init__(self) -> None:
         self._families: list[Metric] = []
         self._lock = threading.Lock()
+        # Why each target of the last round was down ("kind target": reason), for `probe --json`.
+        self.errors: dict[str, str] = {}
 
     async def gather(self, budget: float) -> list[Metric]:
         raise NotImplementedError

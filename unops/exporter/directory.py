@@ -60,7 +60,12 @@ def read_server(
     reading = DirectoryReading(target.target, target.provider, False, 0.0)
     try:
         connection = Connection(
-            server, user=user, password=password, receive_timeout=budget, read_only=True
+            server,
+            user=user,
+            password=password,
+            # ldap3 packs this into a socket option: whole seconds only.
+            receive_timeout=max(1, int(budget)),
+            read_only=True,
         )
         connection.open()
         # StartTLS needs the name in the certificate; ldap3 checks it against the server name.
@@ -88,7 +93,8 @@ def read_server(
                 reading.mailboxes[(home, state)] += 1
         connection.unbind()
         reading.success = True
-    except (LDAPException, OSError, ssl.SSLError, IndexError, ValueError) as exc:
+    except Exception as exc:
+        # Whatever the server or ldap3 does wrong, the server reads as down with the reason.
         reading.error = str(exc) or type(exc).__name__
         log.debug("directory %s is down: %s", target.target, reading.error)
     reading.duration = time.monotonic() - started
@@ -135,7 +141,12 @@ class DirectoryCollector(SourceCollector):
             try:
                 readings.append(await asyncio.wait_for(asyncio.shield(job), timeout=budget))
             except TimeoutError:
-                readings.append(DirectoryReading(target.target, target.provider, False, budget))
+                readings.append(
+                    DirectoryReading(
+                        target.target, target.provider, False, budget, error="timed out"
+                    )
+                )
+        self.errors = {f"ldap {r.target}": r.error for r in readings if not r.success}
         return directory_families(readings)
 
     def fallback(self) -> list[Metric]:

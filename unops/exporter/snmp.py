@@ -211,6 +211,7 @@ class AccessPointCollector(SourceCollector):
         readings = await asyncio.gather(
             *(poller.read(ap, budget) for ap in self.config.access_points)
         )
+        self.errors = {f"snmp {r.target}": r.error for r in readings if not r.up}
         return ap_families(list(readings))
 
     def fallback(self) -> list[Metric]:
