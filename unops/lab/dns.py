@@ -161,11 +161,14 @@ class LabResolver(BaseResolver):  # type: ignore[misc]
 
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
         self.refresh()
-        reply = request.reply()
+        reply = request.reply(ra=0)
         qname = _norm(str(request.q.qname))
         qtype = QTYPE[request.q.qtype]
-        # A short name ("mail1") is a lab host in the office zone, as a search domain would say.
+        # A short name ("mail1") is a lab host in the office zone, as a search domain would say;
+        # a bare name that is no lab host is refused like any other outside name.
         name = qname if "." in qname else f"{qname}.{self.zone}"
+        if "." not in qname and name not in self._table:
+            name = qname
         zone = self._zone_of(name)
         if zone is None:
             reply.header.rcode = RCODE.REFUSED
