@@ -158,3 +158,22 @@ def test_error_in_an_included_deploy_names_the_included_file(
 
     with pytest.raises(DeployError, match=r"mail\.py:3: the deploy raised RuntimeError: no mail"):
         run_deploy(local_inventory, [outer])
+
+
+def test_unreachable_host_fails_alone_and_says_why(tmp_path: Path) -> None:
+    """A host whose SSH port refuses is failed with the reason; the reachable host still runs."""
+    inventory = _write(
+        tmp_path / "inventory.py",
+        'here = ["@local"]\n'
+        'away = [("nowhere", {"ssh_hostname": "127.0.0.1", "ssh_port": 1,'
+        ' "ssh_connect_retries": 0})]\n',
+    )
+    deploy, target = _file_deploy(tmp_path)
+
+    result = run_deploy(inventory, [deploy])
+
+    assert result.failed_hosts == ["nowhere"]
+    error = result.hosts["nowhere"].error or ""
+    assert "Could not connect" in error and "127.0.0.1" in error
+    assert result.hosts["@local"].changed == 2
+    assert target.is_file()

@@ -102,14 +102,16 @@ def command(
     progress = None if as_json else _Progress(console)
     try:
         result = run_deploy(inventory, files, limit=list(limit), dry=dry, progress=progress)
-    except DeployError as exc:
+    except (DeployError, KeyboardInterrupt) as exc:
+        # The run may have changed hosts before it stopped: the log must still show it began.
+        reason = str(exc) if isinstance(exc, DeployError) else "interrupted by the user"
         changelog.record_run(
             inventory=inventory,
             services=names,
             dry=dry,
             started=started,
             result=None,
-            error=str(exc),
+            error=reason,
         )
         raise
     record = changelog.record_run(
