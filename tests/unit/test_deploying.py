@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from unops import services
 from unops.deploying import DeployEvent, run_deploy
 from unops.errors import DeployError, EstateError
 from unops.estate import DEFAULT_ROOT
@@ -177,3 +178,26 @@ def test_unreachable_host_fails_alone_and_says_why(tmp_path: Path) -> None:
     assert "Could not connect" in error and "127.0.0.1" in error
     assert result.hosts["@local"].changed == 2
     assert target.is_file()
+
+
+def test_services_run_in_the_defined_order_and_skip_missing_deploys(tmp_path: Path) -> None:
+    """Only services with a deploy file are run, in ORDER, whatever else the folder holds."""
+    for name in ("monitoring", "directory", "lab_smoke", "mail"):
+        _write(tmp_path / f"{name}.py", "")
+
+    assert services.available(tmp_path) == ["directory", "mail", "monitoring"]
+    assert services.deploy_files(tmp_path) == [
+        tmp_path / "directory.py",
+        tmp_path / "mail.py",
+        tmp_path / "monitoring.py",
+    ]
+    assert services.deploy_file("lab_smoke", tmp_path) == tmp_path / "lab_smoke.py"
+
+
+def test_unknown_service_lists_the_deploys_that_exist(tmp_path: Path) -> None:
+    """A service without a deploy file is refused with the names that would work."""
+    _write(tmp_path / "mail.py", "")
+    _write(tmp_path / "all.py", "")
+
+    with pytest.raises(DeployError, match=r"service 'mial' has no deploy file .*; known: mail \("):
+        services.deploy_file("mial", tmp_path)
