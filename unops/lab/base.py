@@ -53,9 +53,10 @@ KbdInteractiveAuthentication no
 UseDNS no
 """
 APT_CONFIG = """\
-// unops lab: /var/cache/apt/archives is shared by every lab host; keep what is downloaded.
-APT::Keep-Downloaded-Packages "true";
-Binary::apt::APT::Keep-Downloaded-Packages "true";
+// unops lab: packages come through the lab's shared cache on the control machine
+// (unops.lab.aptcache); a host need not keep its own copy.
+APT::Keep-Downloaded-Packages "false";
+Binary::apt::APT::Keep-Downloaded-Packages "false";
 """
 JOURNALD_CONFIG = """\
 # unops lab: keep the journal on disk (readable from the control machine when a boot fails)
@@ -65,12 +66,14 @@ Storage=persistent
 SystemMaxUse=32M
 RuntimeMaxUse=8M
 """
+# Without it, every SSH login logs that pam_env found no /etc/default/locale.
+LOCALE = "LANG=C.UTF-8\n"
 _STAMP = ".unops-base"
 
 
 def recipe() -> str:
     """A digest of everything that shapes the base root; a change means a rebuild."""
-    parts = [SUITE, *PACKAGES, *MASKED_UNITS, SSHD_CONFIG, APT_CONFIG, JOURNALD_CONFIG, "v3"]
+    parts = [SUITE, *PACKAGES, *MASKED_UNITS, SSHD_CONFIG, APT_CONFIG, JOURNALD_CONFIG, LOCALE]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -156,6 +159,7 @@ def _configure(root: Path, resolver: str) -> None:
     _write(root / "etc/apt/apt.conf.d/10unops-keep-debs", APT_CONFIG)
     (root / "etc/apt/apt.conf.d/docker-clean").unlink(missing_ok=True)
     _write(root / "etc/systemd/journald.conf.d/unops-lab.conf", JOURNALD_CONFIG)
+    _write(root / "etc/default/locale", LOCALE)
     (root / "var/log/journal").mkdir(parents=True, exist_ok=True)
 
     # The same sources as the control machine (security updates included), so both see the
