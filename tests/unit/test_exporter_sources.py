@@ -131,3 +131,11 @@ def test_replica_lag_is_the_provider_csn_minus_the_replica_csn() -> None:
         ("mail1", "active"): 3.0,
         ("mail1", "disabled"): 1.0,
     }
+
+
+def test_queue_counts_are_read_from_the_forced_commands_answer() -> None:
+    """`<queue> <count>` lines become counts; anything else in the answer is ignored."""
+    from unops.exporter.queue import parse_queues
+
+    text = "active 2\ndeferred 31\nhold 0\nincoming 1\nbogus 9\ndeferred: nope\n"
+    assert parse_queues(text) == {"active": 2, "deferred": 31, "hold": 0, "incoming": 1}

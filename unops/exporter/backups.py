@@ -1,21 +1,17 @@
 """Backups, from the record chain each backed-up host keeps (`/var/lib/unops/backup/records.jsonl`).
 
-The exporter reads each chain over SSH with a key that the host only accepts for one command,
-which prints that file (`restrict,command=...` in authorized_keys, set by the monitoring deploy):
-the least right that works. Host keys are checked against the pinned known_hosts file.
+The chain is read over SSH with the exporter's restricted key (unops.exporter.hostread): the
+host prints the file and can be asked for nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import paramiko
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -24,11 +20,9 @@ from unops.exporter.availability import ProbeResult
 from unops.exporter.availability import families as probe_families
 from unops.exporter.config import RECORDS_KEY_SECRET, BackupHost, ExporterConfig, read_secret
 from unops.exporter.core import SourceCollector
+from unops.exporter.hostread import read_remote
 
 log = logging.getLogger(__name__)
-
-# Largest chain read; a year of daily runs of every kind is well under this.
-MAX_RECORDS_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -60,49 +54,14 @@ def parse_chain(target: str, text: str, duration: float) -> BackupReading:
 
 
 def fetch_records(
-    host: BackupHost, key_text: str, known_hosts: str | None, path: str, budget: float
+    host: BackupHost, key_text: str, known_hosts: str | None, budget: float
 ) -> BackupReading:
-    """Print the records file on `host` through the restricted key; a dead host reads as down."""
-    started = time.monotonic()
-    client = paramiko.SSHClient()
-    try:
-        if known_hosts:
-            client.load_host_keys(known_hosts)
-        # A host whose key is not pinned is refused, never trusted on first use.
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        key = paramiko.Ed25519Key.from_private_key(io.StringIO(key_text))
-        client.connect(
-            host.address,
-            port=host.port,
-            username="root",
-            pkey=key,
-            timeout=budget,
-            banner_timeout=budget,
-            auth_timeout=budget,
-            channel_timeout=budget,
-            look_for_keys=False,
-            allow_agent=False,
-        )
-        # The key's forced command prints the records whatever is asked; asking for the same
-        # keeps the intent readable in the host's auth log.
-        _, stdout, stderr = client.exec_command(f"cat {path}", timeout=budget)
-        data = stdout.read(MAX_RECORDS_BYTES)
-        status = stdout.channel.recv_exit_status()
-        error = stderr.read(2048).decode("utf-8", "replace").strip()
-    except Exception as exc:
-        # Whatever the host or paramiko does wrong, the records read as unreadable with the reason.
-        text = str(exc) or type(exc).__name__
-        log.debug("backup records of %s unreadable: %s", host.target, text)
-        return BackupReading(host.target, False, time.monotonic() - started, error=text)
-    finally:
-        client.close()
-    duration = time.monotonic() - started
-    if status != 0:
-        if "No such file" in error:
-            # No run has left a record yet: readable, with nothing to show.
-            return BackupReading(host.target, True, duration, [], True)
-        return BackupReading(host.target, False, duration, error=error or f"exit {status}")
-    return parse_chain(host.target, data.decode("utf-8", "replace"), duration)
+    """The host's record chain, through the restricted key; a dead host reads as down."""
+    answer = read_remote(host.address, host.port, key_text, known_hosts, "records", budget)
+    if not answer.ok:
+        log.debug("backup records of %s unreadable: %s", host.target, answer.error)
+        return BackupReading(host.target, False, answer.duration, error=answer.error)
+    return parse_chain(host.target, answer.text, answer.duration)
 
 
 class BackupCollector(SourceCollector):
@@ -123,9 +82,7 @@ class BackupCollector(SourceCollector):
         thread_budget = max(budget - 0.1, 0.1)
         cfg = self.config
         jobs = [
-            loop.run_in_executor(
-                None, fetch_records, h, key, cfg.known_hosts, cfg.records_path, thread_budget
-            )
+            loop.run_in_executor(None, fetch_records, h, key, cfg.known_hosts, thread_budget)
             for h in cfg.backup_hosts
         ]
         readings: list[BackupReading] = []

@@ -1,4 +1,4 @@
-"""`unops exporter`: serve the Prometheus exporter, or run one probe round and print it."""
+"""The exporter's commands: serve it, or run one probe round and print it (`unops exporter`)."""
 
 from __future__ import annotations
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unops.errors import ExporterError
-from unops.estate import Estate
-from unops.estate.models import Role
 from unops.secrets import secret_path
+
+if TYPE_CHECKING:
+    # The estate (and pydantic) is only needed where the configuration is made, not served.
+    from unops.estate import Estate
 
 # Ports probed the way a client uses them: (kind, port, how TLS starts).
 MAIL_ENDPOINTS = (
@@ -25,8 +27,8 @@ MAIL_ENDPOINTS = (
     ("imap", 143, "starttls"),
     ("imaps", 993, "implicit"),
 )
-# Hosts whose backups leave records; the backup host itself holds repositories, not records.
-BACKED_UP_ROLES = (Role.MAIL, Role.DIRECTORY, Role.CMS)
+# Roles of the hosts whose backups leave records (unops.backup.plan.BACKED_UP_ROLES).
+BACKED_UP_ROLES = ("mail", "directory", "cms")
 BACKUP_RECORDS = "/var/lib/unops/backup/records.jsonl"
 # Names (not values) of the secrets the exporter reads (unops.secrets); the deploy copies them.
 LDAP_SECRET = "ldap/exporter"  # noqa: S105
@@ -181,7 +183,7 @@ def config_from_estate(
     endpoints: list[Endpoint] = []
     mail_servers: list[MailServer] = []
     ldap: list[LdapTarget] = []
-    for host in estate.hosts_with_role(Role.MAIL):
+    for host in estate.hosts_with_role("mail"):
         address = address_of(host.name)
         if address is None:
             continue
@@ -195,7 +197,7 @@ def config_from_estate(
         )
         # Each mail server carries a read-only replica of the directory (docs/directory.md).
         ldap.append(LdapTarget(host.name, address, fqdn, provider=False))
-    for host in estate.hosts_with_role(Role.DIRECTORY):
+    for host in estate.hosts_with_role("directory"):
         address = address_of(host.name)
         if address is not None:
             ldap.insert(0, LdapTarget(host.name, address, estate.fqdn(host.name), provider=True))
@@ -213,7 +215,7 @@ def config_from_estate(
     backup_hosts = [
         BackupHost(host.name, address)
         for host in estate.hosts
-        if any(role in host.roles for role in BACKED_UP_ROLES)
+        if any(role.value in BACKED_UP_ROLES for role in host.roles)
         and (address := address_of(host.name)) is not None
     ]
     base_dn = ",".join(f"dc={part}" for part in estate.zone.split("."))

@@ -19,6 +19,7 @@ from unops.exporter.config import ExporterConfig
 from unops.exporter.core import DEFAULT_BUDGET, Exporter, SourceCollector, budget_for
 from unops.exporter.directory import DirectoryCollector
 from unops.exporter.mailflow import MailFlowCollector
+from unops.exporter.queue import MailQueueCollector
 from unops.exporter.snmp import AccessPointCollector, poller_from_secrets
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def build_exporter(config: ExporterConfig, *, mail_flow: bool = True) -> Exporte
         DirectoryCollector(config),
         AccessPointCollector(config, poller_from_secrets(config)),
         BackupCollector(config),
+        MailQueueCollector(config),
         flow,
     ]
     exporter = Exporter(collectors)
