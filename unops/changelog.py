@@ -85,6 +85,7 @@ def record_run(
     started: datetime,
     result: DeployResult | None,
     error: str | None = None,
+    limit: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Append one run to its fleet's change log and return the record as written."""
     hosts: dict[str, Any] = {}
@@ -108,6 +109,7 @@ def record_run(
         "inventory": inventory,
         "checkout": checkout(),
         "services": list(services),
+        "limit": list(limit),
         "dry": dry,
         "error": error,
         "changed": result.changed if result else 0,

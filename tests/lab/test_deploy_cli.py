@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from unops.estate import load_estate
 from unops.lab import paths
 
 pytestmark = pytest.mark.lab
@@ -34,6 +36,15 @@ def _unops(*args: str, log_dir: Path) -> subprocess.CompletedProcess[str]:
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not paths.SSH_KEY.is_file() or not paths.KNOWN_HOSTS.is_file():
         pytest.fail(f"the lab is not up ({paths.SSH_KEY} missing); run `unops lab up` first")
+    lab = {host.name: host.address for host in load_estate().lab_hosts()}
+    for name in HOSTS:
+        try:
+            socket.create_connection((str(lab[name]), 22), timeout=5).close()
+        except OSError as exc:
+            pytest.fail(
+                f"lab host {name} ({lab[name]}) does not answer on port 22 ({exc}); "
+                "run `unops lab up`"
+            )
     return tmp_path_factory.mktemp("changes")
 
 
@@ -86,3 +97,4 @@ def test_change_log_holds_every_lab_run_with_an_intact_chain(log_dir: Path) -> N
     assert [run["dry"] for run in log["runs"]] == [False, False, True]
     assert all(run["services"] == ["lab_smoke"] for run in log["runs"])
     assert list(log["runs"][1]["hosts"]) == ["cms1"]
+    assert log["runs"][0]["limit"] == list(HOSTS)

@@ -20,6 +20,8 @@ def _print_run(run: dict[str, Any]) -> None:
     if checkout.get("dirty"):
         commit += "+dirty"
     services = ", ".join(run.get("services") or []) or "-"
+    if run.get("limit"):
+        services += f" (limited to {', '.join(run['limit'])})"
     kind = "dry run" if run.get("dry") else "run"
     click.echo(
         f"{kind} {run.get('seq')} at {run.get('started')} by {user}: {services} on "

@@ -108,6 +108,7 @@ def command(
         changelog.record_run(
             inventory=inventory,
             services=names,
+            limit=limit,
             dry=dry,
             started=started,
             result=None,
@@ -115,7 +116,7 @@ def command(
         )
         raise
     record = changelog.record_run(
-        inventory=inventory, services=names, dry=dry, started=started, result=result
+        inventory=inventory, services=names, dry=dry, started=started, result=result, limit=limit
     )
 
     if as_json:
