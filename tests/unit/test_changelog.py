@@ -169,3 +169,11 @@ def test_run_that_could_not_start_is_recorded_with_its_error(log_dir: Path) -> N
 
     assert status == 0
     assert "did not run: --limit 'mx9' matches no host or group" in output
+
+
+def test_changes_without_any_log_says_so_and_succeeds(log_dir: Path) -> None:
+    """Before the first deploy there is nothing to verify: the command says where it looked."""
+    status, output = _changes()
+
+    assert status == 0
+    assert f"no change log yet in {log_dir}" in output

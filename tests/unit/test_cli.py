@@ -132,3 +132,18 @@ def test_deploy_of_missing_service_file_is_a_clear_error(local_run: tuple[Path, 
     assert outcome.exit_code != 0
     assert "service 'nosuch' has no deploy file" in str(outcome.exception)
     assert "known:" in str(outcome.exception)
+
+
+def test_deploy_records_its_limit_in_the_change_log(local_run: tuple[Path, Path]) -> None:
+    """A run narrowed with --limit says so in its record, for whoever reads the log later."""
+    inventory, deploy = local_run
+
+    outcome = CliRunner().invoke(
+        cli, ["deploy", str(deploy), "--inventory", str(inventory), "--limit", "@local", "--json"]
+    )
+
+    assert outcome.exit_code == 0, outcome.output
+    log = CliRunner().invoke(cli, ["changes", "--json"])
+    (fleet,) = json.loads(log.output)
+    assert fleet["runs"][0]["limit"] == ["@local"]
+    assert "(limited to @local)" in CliRunner().invoke(cli, ["changes"]).output
