@@ -1,0 +1,288 @@
+"""Mission e-mail on every mail server: Postfix, Dovecot, rspamd and ClamAV, against the directory.
+
+Run it with `unops deploy mail` or `pyinfra -y inventory/lab.py deploys/mail.py`. The plan of each
+server is computed in `unops.mail`; this file only moves it onto the host. Every configuration is
+checked before its service reloads, only on change, and one server at a time (`_serial`), so that
+at most one server is ever out of service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from unops import PROJECT_ROOT
+from unops.estate import load_estate
+from unops.lab import paths
+from unops.mail import dkim, dns, plan, tls
+from unops.secrets import password
+
+TEMPLATES = PROJECT_ROOT / "deploys" / "templates"
+
+# Deploy defaults.
+# postfix_packages: Postfix with its LDAP lookup tables.
+postfix_packages = ["postfix", "postfix-ldap"]
+# dovecot_packages: IMAP, LMTP delivery and the LDAP passdb/userdb.
+dovecot_packages = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-ldap"]
+# rspamd_packages: the milter and ClamAV (without Recommends: no Redis, no extra scanners).
+rspamd_packages = ["rspamd", "clamav-daemon", "clamav"]
+# dovecot_vmail_uid: uid and gid of the one account that owns every Maildir (fixed, so that the
+# configuration that names it is known before the account exists).
+dovecot_vmail_uid = 5000
+# rspamd_dkim_dir: where the per-domain DKIM keys live on the server (readable by rspamd only).
+rspamd_dkim_dir = "/var/lib/rspamd/dkim"
+# clamav_lab_eicar: the 68-byte EICAR test file; the lab's only signature is its MD5
+# (https://www.eicar.org/download-anti-malware-testfile/).
+clamav_lab_eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+fleet = str(host.data.fleet)
+estate = load_estate()
+mail_plan = plan.plan_for(estate, host.name)
+cert_file, key_file, ca_file = tls.certificate_files(fleet, mail_plan.fqdn, host.data)
+common = {
+    "plan": mail_plan,
+    "tls_cert": plan.TLS_CERT,
+    "tls_key": plan.TLS_KEY,
+    "tls_ca": plan.TLS_CA,
+}
+
+if fleet == "lab":
+    # The lab's resolver serves the records production would publish (SPF, DKIM, DMARC...),
+    # so that the servers check each other's mail as they would on the internet.
+    dns.write_lab_records(estate, paths.DNS_RECORDS_DIR)
+
+
+def template(path: str, service: str, mode: str = "644", group: str = "root", **data: object):
+    """Render templates/<service><path>.j2 to `path` on the host."""
+    return files.template(
+        name=f"Configure {path}",
+        src=str(TEMPLATES / service / f"{path.lstrip('/')}.j2"),
+        dest=path,
+        user="root",
+        group=group,
+        mode=mode,
+        **common,
+        **data,
+    )
+
+
+# Packages: installed once; later runs find them present and change nothing.
+apt.update(name="Update the apt cache", cache_time=24 * 3600)
+apt.packages(
+    name="Install Postfix, Dovecot, rspamd and ClamAV",
+    packages=postfix_packages + dovecot_packages + rspamd_packages,
+    no_recommends=True,
+    # One host at a time: the lab's hosts share one package cache, and apt locks it.
+    _serial=fleet == "lab",
+)
+
+# Certificates: the server's own, and the CA its peers' and the replica's certificates chain to.
+files.directory(
+    name=f"Create {plan.TLS_DIR}", path=plan.TLS_DIR, user="root", group="root", mode="755"
+)
+tls_ops = [
+    files.put(name=f"Install {plan.TLS_CERT}", src=str(cert_file), dest=plan.TLS_CERT, mode="644"),
+    files.put(name=f"Install {plan.TLS_KEY}", src=str(key_file), dest=plan.TLS_KEY, mode="600"),
+    files.put(name=f"Install {plan.TLS_CA}", src=str(ca_file), dest=plan.TLS_CA, mode="644"),
+]
+
+# Mailboxes: one system account owns every Maildir.
+server.group(name="Create the vmail group", group="vmail", system=True, gid=dovecot_vmail_uid)
+server.user(
+    name="Create the vmail account",
+    user="vmail",
+    group="vmail",
+    uid=dovecot_vmail_uid,
+    home=plan.VMAIL_DIR,
+    shell="/usr/sbin/nologin",
+    system=True,
+)
+files.directory(
+    name=f"Create {plan.VMAIL_DIR}", path=plan.VMAIL_DIR, user="vmail", group="vmail", mode="750"
+)
+
+# --- Postfix ---------------------------------------------------------------------------------
+postfix_pw = password(fleet, "ldap/postfix")
+postfix_ops = [
+    template("/etc/postfix/main.cf", "postfix", milter=plan.RSPAMD_MILTER),
+    template("/etc/postfix/master.cf", "postfix"),
+    template("/etc/postfix/mission_domains", "postfix"),
+    template("/etc/postfix/tls_policy", "postfix"),
+    files.directory(
+        name="Create /etc/postfix/ldap", path="/etc/postfix/ldap", group="postfix", mode="750"
+    ),
+]
+for table in ("mailboxes", "transport", "senders"):
+    postfix_ops.append(
+        template(
+            f"/etc/postfix/ldap/{table}.cf",
+            "postfix",
+            mode="640",
+            group="postfix",
+            bind_pw=postfix_pw,
+        )
+    )
+postfix_changed = any_changed(*postfix_ops, *tls_ops)
+# Settings such as inet_protocols take effect only on a restart; the tables, on a reload.
+postfix_restart = any_changed(postfix_ops[0], postfix_ops[1], *tls_ops)
+server.shell(
+    name="Check the Postfix configuration", commands=["postfix check"], _if=postfix_changed
+)
+# postfix.service only starts the instances; postfix@-.service is the mail system itself.
+systemd.service(
+    name="Enable and start postfix@-.service",
+    service="postfix@-.service",
+    running=True,
+    enabled=True,
+)
+restart_postfix = systemd.service(
+    name="Restart postfix@-.service",
+    service="postfix@-.service",
+    restarted=True,
+    _if=postfix_restart,
+    _serial=True,
+)
+systemd.service(
+    name="Reload postfix@-.service",
+    service="postfix@-.service",
+    reloaded=True,
+    _if=[postfix_changed, lambda: not restart_postfix.did_change()],
+    _serial=True,
+)
+
+# --- Dovecot ---------------------------------------------------------------------------------
+dovecot_pw = password(fleet, "ldap/dovecot")
+dovecot_ops = [
+    template(
+        "/etc/dovecot/dovecot.conf",
+        "dovecot",
+        vmail_uid=dovecot_vmail_uid,
+        vmail_dir=plan.VMAIL_DIR,
+    ),
+    template("/etc/dovecot/unops-ldap-local.conf.ext", "dovecot", mode="600", bind_pw=dovecot_pw),
+    template(
+        "/etc/dovecot/unops-ldap-proxy.conf.ext",
+        "dovecot",
+        mode="600",
+        bind_pw=dovecot_pw,
+        imaps_port=plan.IMAPS_PORT,
+    ),
+]
+dovecot_changed = any_changed(*dovecot_ops, *tls_ops)
+server.shell(
+    name="Check the Dovecot configuration",
+    commands=["doveconf -n > /dev/null"],
+    _if=dovecot_changed,
+)
+systemd.service(
+    name="Enable and start dovecot.service", service="dovecot.service", running=True, enabled=True
+)
+# A restart, not a reload: listeners and the auth process pick up every setting.
+systemd.service(
+    name="Restart dovecot.service",
+    service="dovecot.service",
+    restarted=True,
+    _if=dovecot_changed,
+    _serial=True,
+)
+
+# --- ClamAV ----------------------------------------------------------------------------------
+clamav_ops = []
+if fleet == "lab":
+    # The lab cannot download signatures: clamd runs on one local signature, EICAR's MD5.
+    eicar = clamav_lab_eicar.encode("ascii")
+    signature = f"{hashlib.md5(eicar).hexdigest()}:{len(eicar)}:Unops-Lab-Eicar-Test"
+    clamav_ops += [
+        template("/var/lib/clamav/unops-lab.hdb", "clamav", signature=signature),
+        template(
+            "/etc/systemd/system/clamav-daemon.service.d/unops-local-signatures.conf", "clamav"
+        ),
+    ]
+    systemd.service(
+        name="Stop and disable clamav-freshclam.service",
+        service="clamav-freshclam.service",
+        running=False,
+        enabled=False,
+    )
+else:
+    systemd.service(
+        name="Enable and start clamav-freshclam.service",
+        service="clamav-freshclam.service",
+        running=True,
+        enabled=True,
+    )
+clamav_changed = any_changed(*clamav_ops) if clamav_ops else (lambda: False)
+systemd.daemon_reload(name="Reload systemd units", _if=clamav_changed)
+systemd.service(
+    name="Enable and start clamav-daemon.service",
+    service="clamav-daemon.service",
+    running=True,
+    enabled=True,
+)
+systemd.service(
+    name="Restart clamav-daemon.service",
+    service="clamav-daemon.service",
+    restarted=True,
+    _if=clamav_changed,
+    _serial=True,
+)
+
+# --- rspamd ----------------------------------------------------------------------------------
+files.directory(
+    name=f"Create {rspamd_dkim_dir}",
+    path=rspamd_dkim_dir,
+    user="_rspamd",
+    group="_rspamd",
+    mode="750",
+)
+rspamd_ops = [
+    template(f"/etc/rspamd/local.d/{name}", "rspamd")
+    for name in (
+        "worker-proxy.inc",
+        "worker-controller.inc",
+        "options.inc",
+        "antivirus.conf",
+        "force_actions.conf",
+        "actions.conf",
+        "milter_headers.conf",
+        "fuzzy_check.conf",
+    )
+]
+rspamd_ops.append(
+    template(
+        "/etc/rspamd/local.d/dkim_signing.conf",
+        "rspamd",
+        dkim_selector=dkim.SELECTOR,
+        dkim_dir=rspamd_dkim_dir,
+    )
+)
+for domain in mail_plan.domains:
+    key_path = f"{rspamd_dkim_dir}/{domain}.{dkim.SELECTOR}.key"
+    rspamd_ops.append(
+        files.put(
+            name=f"Install {key_path}",
+            src=StringIO(dkim.private_key_pem(fleet, domain)),
+            dest=key_path,
+            user="_rspamd",
+            group="_rspamd",
+            mode="600",
+        )
+    )
+rspamd_changed = any_changed(*rspamd_ops)
+server.shell(
+    name="Check the rspamd configuration", commands=["rspamadm configtest"], _if=rspamd_changed
+)
+systemd.service(
+    name="Enable and start rspamd.service", service="rspamd.service", running=True, enabled=True
+)
+systemd.service(
+    name="Reload rspamd.service",
+    service="rspamd.service",
+    reloaded=True,
+    _if=rspamd_changed,
+    _serial=True,
+)
