@@ -144,8 +144,8 @@ def run_deploy(
     `inventory` is "lab", "production" or a pyinfra inventory file; `limit` restricts the run to
     hosts or groups (as pyinfra's --limit). With `dry`, nothing is executed and the result says
     what would change. `estate_root` is the estate to validate (default inventory/estate/).
-    Raises DeployError when the run cannot start or pyinfra itself fails; a
-    host that fails is reported in the result (`failed_hosts`), not raised.
+    Raises DeployError when the run cannot start or pyinfra itself fails; a host that fails is
+    reported in the result (`failed_hosts`), not raised.
     """
     # An invalid estate raises EstateError here, before any host is contacted.
     load_estate(estate_root)
