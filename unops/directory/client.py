@@ -69,10 +69,11 @@ class Endpoint:
     name: str
     fqdn: str
     address: str
+    port: int = LDAP_PORT
 
     @property
     def url(self) -> str:
-        return f"ldap://{self.address}:{LDAP_PORT}"
+        return f"ldap://{self.address}:{self.port}"
 
 
 def endpoints(estate: Estate, fleet: str, role: str) -> list[Endpoint]:
@@ -123,7 +124,7 @@ def connect(endpoint: Endpoint, user: str, password: str, ca: Path) -> Connectio
     """A connection bound as `user` after StartTLS, the server's certificate verified by `ca`."""
     tls = Tls(ca_certs_file=str(ca), validate=ssl.CERT_REQUIRED, valid_names=[endpoint.fqdn])
     server = Server(
-        endpoint.address, port=LDAP_PORT, tls=tls, get_info=NONE, connect_timeout=TIMEOUT_S
+        endpoint.address, port=endpoint.port, tls=tls, get_info=NONE, connect_timeout=TIMEOUT_S
     )
     try:
         conn = Connection(
