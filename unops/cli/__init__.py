@@ -12,7 +12,17 @@ from unops import __version__
 from unops.errors import UnopsError
 
 # Modules under unops.cli that each define `command`, a click command or group.
-COMMANDS = ["estate", "lab", "deploy", "changes", "backup", "report", "directory", "exporter", "mail"]
+COMMANDS = [
+    "estate",
+    "lab",
+    "deploy",
+    "changes",
+    "backup",
+    "report",
+    "directory",
+    "exporter",
+    "mail",
+]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
