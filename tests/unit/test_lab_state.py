@@ -14,7 +14,7 @@ from unops.lab.state import HostState, LabState, Proc, start_time
 def test_state_round_trips_through_its_file(tmp_path):
     """Everything `up` records (bridge, table, services, hosts) reads back the same."""
     path = tmp_path / "state.json"
-    state = LabState(bridge="unops-br0", nft_table="unops_lab", forwarding_was="0")
+    state = LabState(bridge="unops-br0", nft_table="unops_lab")
     state.dns = Proc(10, 20)
     state.hosts["mail1"] = HostState(
         "mail1", "198.18.0.11", "unops-mail1", "unops-v11", "/x/root", Proc(1, 2), Proc(3, 4)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ from unops.lab.system import require_tools
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+# IPv4 forwarding as it was before the first `up`, restored by `down`.
+FORWARDING_WAS = paths.LAB_DIR / "forwarding-was"
 TOOLS = ("debootstrap", "systemd-nspawn", "nft", "ip", "mount", "umount", "chroot", "ssh")
 
 
@@ -88,8 +91,7 @@ def up(names: Sequence[str] = (), progress: Progress = _quiet) -> LabState:
         found = registries.resolve(registries.registry_names())
         network.ensure_bridge(lab.bridge_address, lab.network)
         state.bridge = network.BRIDGE
-        if state.forwarding_was is None:
-            state.forwarding_was = network.enable_forwarding()
+        network.enable_forwarding(FORWARDING_WAS)
         network.apply_nft(lab.network, found)
         state.nft_table = network.NFT_TABLE
         state.save()
@@ -100,17 +102,33 @@ def up(names: Sequence[str] = (), progress: Progress = _quiet) -> LabState:
             progress(f"all {len(wanted)} hosts already running")
             return state
         progress(f"booting {len(starting)} hosts: {', '.join(h.name for h in starting)}")
-        for host in starting:
-            netns, link = network.ensure_host_network(
-                host.name, host.address, lab.network, lab.bridge_address
-            )
-            root = machines.mount_layer(host)
-            entry = HostState(host.name, str(host.address), netns, link, str(root))
-            state.hosts[host.name] = entry
-            state.save()
-            machines.configure_layer(host, found, ca_cert, str(lab.bridge_address))
-            entry.nspawn, entry.leader = machines.start(host, netns)
-            state.save()
+        saving = threading.Lock()
+
+        def prepare(host: LabHost) -> str | None:
+            try:
+                netns, link = network.ensure_host_network(
+                    host.name, host.address, lab.network, lab.bridge_address
+                )
+                entry = HostState(host.name, str(host.address), netns, link, "")
+                with saving:
+                    state.hosts[host.name] = entry
+                    state.save()
+                entry.mount = str(machines.mount_layer(host))
+                with saving:
+                    state.save()
+                machines.configure_layer(host, found, ca_cert, str(lab.bridge_address))
+                entry.nspawn, entry.leader = machines.start(host, netns)
+                with saving:
+                    state.save()
+            except LabError as exc:
+                return f"{host.name}: {exc}"
+            return None
+
+        # A few at a time: each step is short, but the steps of many hosts overlap well.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            failures = [error for error in pool.map(prepare, starting) if error]
+        if failures:
+            raise LabError("could not start every host:\n" + "\n".join(failures))
         _wait_all(state, starting, progress)
         return state
 
@@ -221,8 +239,10 @@ def _recover(state: LabState, progress: Progress) -> None:
 def _remove_host(entry: HostState) -> None:
     machines.stop(entry)
     machines.wait_stopped(entry)
+    # Mounts are found under the host's own folder, whatever the state managed to record.
+    folder = machines.host_dir(entry.name)
     for mount in machines.lab_mounts():
-        if str(mount).startswith(entry.mount):
+        if folder in mount.parents:
             machines.unmount(mount)
     network.remove_host_network(entry.netns, entry.link)
 
@@ -247,7 +267,7 @@ def down(progress: Progress = _quiet, purge: bool = False) -> None:
         _recover(state, progress)
         network.remove_bridge()
         network.remove_nft()
-        network.restore_forwarding(state.forwarding_was)
+        network.restore_forwarding(FORWARDING_WAS)
         for folder in (paths.HOSTS_DIR, paths.RUN_DIR, paths.DNS_RECORDS_DIR.parent):
             if folder.exists():
                 shutil.rmtree(folder)

@@ -135,15 +135,26 @@ def remove_nft() -> None:
         run(["nft", "delete", "table", "inet", NFT_TABLE])
 
 
-def enable_forwarding() -> str:
-    """Turn IPv4 forwarding on; returns the value it had, so that `down` can restore it."""
+def enable_forwarding(record: Path) -> None:
+    """Turn IPv4 forwarding on, keeping the value it had in `record` for `down` to restore.
+
+    The value is kept in its own file, written once: a crash that loses the state file, and the
+    `up` that recovers from it, must not take "on" for the machine's own setting.
+    """
     was = FORWARDING.read_text(encoding="ascii").strip()
+    if not record.exists():
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(was + "\n", encoding="ascii")
     if was != "1":
         log.info("enabling IPv4 forwarding (was %s)", was)
         FORWARDING.write_text("1\n", encoding="ascii")
-    return was
 
 
-def restore_forwarding(was: str | None) -> None:
-    if was is not None and was != "1":
+def restore_forwarding(record: Path) -> None:
+    if not record.exists():
+        return
+    was = record.read_text(encoding="ascii").strip()
+    if was in ("0", "1"):
+        log.info("restoring IPv4 forwarding to %s", was)
         FORWARDING.write_text(f"{was}\n", encoding="ascii")
+    record.unlink()

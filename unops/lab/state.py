@@ -56,7 +56,6 @@ class LabState:
 
     bridge: str | None = None
     nft_table: str | None = None
-    forwarding_was: str | None = None
     dns: Proc | None = None
     apt_cache: Proc | None = None
     hosts: dict[str, HostState] = field(default_factory=dict)
@@ -86,7 +85,6 @@ class LabState:
             return cls(
                 bridge=raw.get("bridge"),
                 nft_table=raw.get("nft_table"),
-                forwarding_was=raw.get("forwarding_was"),
                 dns=_proc(raw.get("dns")),
                 apt_cache=_proc(raw.get("apt_cache")),
                 hosts=hosts,
