@@ -9,4 +9,6 @@ import logging
 from unops.exporter.cli import command
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+# paramiko logs every connection at INFO; the exporter makes several each scrape.
+logging.getLogger("paramiko").setLevel(logging.WARNING)
 command(prog_name="python -m unops.exporter")
