@@ -86,6 +86,19 @@ def test_a_package_installs_on_a_host_through_the_shared_cache(lab):
     assert list(paths.APT_ARCHIVES.glob("hello_*.deb")), f"no hello .deb in {paths.APT_ARCHIVES}"
 
 
+def test_two_hosts_install_the_same_package_at_the_same_time(lab):
+    """Two hosts installing one package at once both succeed: the shared cache holds no apt lock."""
+    hosts = ["ap-ga1-01", "ap-ga1-02"]
+    for host in hosts:
+        lab.ssh(host, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q jq libjq1", check=False)
+    install = "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda h: lab.ssh(h, install, check=False), hosts))
+    for host, result in zip(hosts, results, strict=True):
+        assert result.returncode == 0, f"{host}: {result.stdout}{result.stderr}"
+        assert lab.ssh(host, "echo '{\"a\": 1}' | jq .a").stdout.strip() == "1"
+
+
 def test_two_hosts_reach_each_other_by_name_and_by_address(lab):
     """mail1 opens TCP connections to mail2's SSH port by short name, fqdn and address."""
     mail2 = lab.host("mail2")
