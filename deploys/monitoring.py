@@ -274,7 +274,8 @@ if "monitoring" in roles:
     wheel_op = files.put(
         name=f"Upload {wheel.name}", src=str(wheel), dest=f"{exporter_wheels}/{wheel.name}"
     )
-    venv_python = host.get_fact(File, path=f"{exporter_venv}/bin/python")
+    # bin/python is a symlink, which the File fact does not count: pyvenv.cfg marks a venv.
+    venv_python = host.get_fact(File, path=f"{exporter_venv}/pyvenv.cfg")
     pip = f"{exporter_venv}/bin/pip install -q --no-index --find-links {exporter_wheels}"
     if not venv_python:
         server.shell(
