@@ -17,19 +17,22 @@ HOSTS = ["backup1", "mail1", "mail2"]
 SSH = f"ssh -F {plan.SSH_CONFIG_FILE} -o ConnectTimeout=10"
 
 
-def _deploy() -> DeployResult:
-    result = run_deploy("lab", [BACKUP_DEPLOY], limit=HOSTS)
-    assert not result.failed_hosts, {
-        name: [op.error for op in host.operations if not op.success] or host.error
+def _deploy(hosts: list[str]) -> DeployResult:
+    """Run the backup deploy on `hosts`; a failure names each failed operation and its error."""
+    result = run_deploy("lab", [BACKUP_DEPLOY], limit=hosts)
+    failed = {
+        name: host.error or [f"{op.name}: {op.error}" for op in host.operations if not op.success]
         for name, host in result.hosts.items()
+        if not host.ok
     }
+    assert not failed, f"the backup deploy failed: {failed}"
     return result
 
 
 @pytest.fixture(scope="module")
 def deployed(lab: object) -> tuple[DeployResult, DeployResult]:
     """The deploy run twice in a row on the backup host and two clients."""
-    return _deploy(), _deploy()
+    return _deploy(HOSTS), _deploy(HOSTS)
 
 
 def _sftp(host: str, batch: str, user: str | None = None) -> CommandResult:

@@ -80,6 +80,21 @@ def run_now(host: str, action: str = "daily", fleet: Fleet = "lab") -> records.B
     return _runner_record(host, [action], fleet)
 
 
+def check(host: str, subset: str | None = None, fleet: Fleet = "lab") -> records.BackupRecord:
+    """Run `restic check` on the host reading `subset` of the data ("n/t"; default today's)."""
+    args = ["check"]
+    if subset is not None:
+        parts = subset.split("/")
+        if (
+            len(parts) != 2
+            or not all(p.isdigit() for p in parts)
+            or not 0 < int(parts[0]) <= int(parts[1])
+        ):
+            raise BackupError(f"subset {subset!r} must be n/t with 1 <= n <= t, such as 3/7")
+        args += ["--subset", subset]
+    return _runner_record(host, args, fleet)
+
+
 @dataclass(frozen=True)
 class HostStatus:
     """One host's backups now: the latest of each kind, and what is wrong, in plain words."""
