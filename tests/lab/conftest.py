@@ -11,8 +11,6 @@ file, test_zz_teardown.py, takes it down and checks that nothing is left.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,24 +66,12 @@ class Lab:
         return keys.ssh(str(target.address), command, check=check, timeout=timeout)
 
 
-def lab_precondition() -> str | None:
-    """Why this machine cannot run the lab, or None if it can."""
-    if os.geteuid() != 0:
-        return "the lab tests need root (namespaces, mounts, nftables); run pytest as root"
-    if shutil.which("systemd-nspawn") is None:
-        return (
-            "the lab tests need systemd-nspawn (Debian package systemd-container); "
-            "run `make host-packages`"
-        )
-    return None
-
-
 @pytest.fixture(scope="session")
 def lab() -> Lab:
     """The lab fleet, up and running: reused when it already runs, brought up otherwise."""
-    reason = lab_precondition()
+    reason = fleet.cannot_run_reason()
     if reason:
-        pytest.fail(reason, pytrace=False)
+        pytest.fail(f"lab tests cannot run here: {reason}", pytrace=False)
     estate = load_estate()
     already = fleet.is_up(estate)
     if not already:

@@ -50,3 +50,22 @@ def test_boot_report_says_when_a_host_left_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "HOSTS_DIR", tmp_path / "hosts")
     monkeypatch.setattr(paths, "RUN_DIR", tmp_path / "run")
     assert machines.boot_report("dir1") == "dir1 left no journal and no console output"
+
+
+def test_the_lab_says_it_needs_root(monkeypatch):
+    """Not root: the reason says so, and `up` fails with it before changing anything."""
+    monkeypatch.setattr(fleet.os, "geteuid", lambda: 1000)
+    assert "the lab needs root" in (fleet.cannot_run_reason() or "")
+    with pytest.raises(LabError, match="the lab needs root"):
+        fleet.up()
+
+
+def test_the_lab_names_every_missing_tool(monkeypatch):
+    """Without systemd-nspawn and nft, the reason names both and how to install them."""
+    monkeypatch.setattr(fleet.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(
+        fleet.shutil, "which", lambda tool: None if tool in ("systemd-nspawn", "nft") else tool
+    )
+    reason = fleet.cannot_run_reason() or ""
+    assert reason.startswith("the lab needs systemd-nspawn, nft on this machine")
+    assert "make host-packages" in reason

@@ -27,7 +27,6 @@ from unops.errors import LabError
 from unops.estate import Estate, LabHost, load_estate
 from unops.lab import aptcache, base, ca, keys, machines, network, paths, registries
 from unops.lab.state import HostState, LabState, Proc
-from unops.lab.system import require_tools
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +48,25 @@ def _locked() -> Iterator[None]:
         yield
 
 
-def check_can_run() -> None:
-    """Fail with the reason when this machine cannot run the lab (not root, tools missing)."""
+def cannot_run_reason() -> str | None:
+    """Why this machine cannot run the lab (not root, a tool missing), or None if it can."""
     if os.geteuid() != 0:
-        raise LabError("the lab needs root (namespaces, mounts, nftables); run it as root")
-    require_tools(*TOOLS)
+        return "the lab needs root (network namespaces, mounts, nftables); run it as root"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return (
+            f"the lab needs {', '.join(missing)} on this machine; install them with "
+            "`make host-packages` (Debian packages debootstrap, systemd-container, nftables, "
+            "iproute2, openssh-client)"
+        )
+    return None
+
+
+def check_can_run() -> None:
+    """Fail with the reason when this machine cannot run the lab."""
+    reason = cannot_run_reason()
+    if reason:
+        raise LabError(reason)
 
 
 def select(estate: Estate, names: Sequence[str]) -> list[LabHost]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 BOOT_TIMEOUT = 180
 # Seconds an orderly shutdown may take before the container's init is killed.
 STOP_TIMEOUT = 20
+# Colour codes systemd writes to the console, left out of reports.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CA_IN_HOST = "usr/local/share/ca-certificates/unops-lab.crt"
 APT_PROXY_CONF = "etc/apt/apt.conf.d/01unops-lab-proxy"
 
@@ -229,7 +232,8 @@ def boot_report(name: str, lines: int = 30) -> str:
         parts.append(f"end of {name}'s journal:\n{out.stdout.strip() or out.stderr.strip()}")
     console = console_log(name)
     if console.exists():
-        tail = console.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        text = _ANSI.sub("", console.read_text(encoding="utf-8", errors="replace"))
+        tail = [line for line in text.splitlines() if line.strip()][-lines:]
         parts.append(f"end of {name}'s console ({console}):\n" + "\n".join(tail))
     return "\n".join(parts) or f"{name} left no journal and no console output"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 from collections.abc import Sequence
 
@@ -40,13 +39,3 @@ def run(
         detail = (result.stderr or result.stdout).strip()
         raise LabError(f"`{' '.join(command)}` failed with status {result.returncode}: {detail}")
     return result
-
-
-def require_tools(*tools: str) -> None:
-    """Fail at once, naming every missing tool, before anything is changed."""
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        raise LabError(
-            f"the lab needs {', '.join(missing)} on this machine; install them with "
-            "`make host-packages` (Debian packages debootstrap, systemd-container, nftables)"
-        )
