@@ -57,11 +57,11 @@ def test_smoke_deploy_converges_and_second_run_changes_nothing(log_dir: Path) ->
     args = ["deploy", "lab_smoke", "--inventory", "lab", *_limit(), "--json"]
 
     first = _unops(*args, log_dir=log_dir)
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 0, first.stderr + first.stdout
     assert sorted(json.loads(first.stdout)["hosts"]) == sorted(HOSTS)
 
     second = _unops(*args, log_dir=log_dir)
-    assert second.returncode == 0, second.stderr
+    assert second.returncode == 0, second.stderr + second.stdout
     result = json.loads(second.stdout)
     assert result["changed"] == 0, result
     for host in HOSTS:
@@ -75,7 +75,7 @@ def test_dry_run_after_convergence_would_change_nothing(log_dir: Path) -> None:
         "deploy", "lab_smoke", "--inventory", "lab", *_limit(), "--dry", "--json", log_dir=log_dir
     )
 
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + done.stdout
     result = json.loads(done.stdout)
     assert result["dry"]
     assert result["changed"] == 0
@@ -90,7 +90,7 @@ def test_change_log_holds_every_lab_run_with_an_intact_chain(log_dir: Path) -> N
     """Each run above left a record in lab.jsonl; `unops changes` reads them and the chain holds."""
     done = _unops("changes", "--fleet", "lab", "--host", "cms1", "--json", log_dir=log_dir)
 
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + done.stdout
     (log,) = json.loads(done.stdout)
     assert log["intact"]
     assert log["records"] == 3
