@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 LAB_TESTS = Path(__file__).parent
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if LAB_TESTS in Path(str(item.fspath)).parents and "lab" not in item.keywords:
