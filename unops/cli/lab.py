@@ -57,7 +57,8 @@ def status(as_json: bool) -> None:
         return
     click.echo(f"{'host':<12} {'address':<14} {'state':<8} systemd")
     for host in hosts:
-        click.echo(f"{host.name:<12} {host.address:<14} {host.state:<8} {host.system}")
+        failed = f" (failed: {', '.join(host.failed_units)})" if host.failed_units else ""
+        click.echo(f"{host.name:<12} {host.address:<14} {host.state:<8} {host.system}{failed}")
     for label, path in files.items():
         click.echo(f"{label + ':':<13} {path}")
 

@@ -306,8 +306,11 @@ def _wait_gone(proc: Proc, timeout: float = 10) -> None:
 class HostStatus:
     name: str
     address: str
-    state: str  # running (the container is up), stopped (never booted or cleaned up), dead
+    # running: the container is up; stopped: not booted (or removed by down); dead: its
+    # processes ended without `down` (the next `up` cleans up and boots it again).
+    state: str
     system: str  # `systemctl is-system-running` inside, or "-" when the host is not up
+    failed_units: list[str]
 
 
 def status(estate: Estate | None = None) -> list[HostStatus]:
@@ -318,17 +321,24 @@ def status(estate: Estate | None = None) -> list[HostStatus]:
     def one(host: LabHost) -> HostStatus:
         entry = state.hosts.get(host.name)
         if entry is None:
-            return HostStatus(host.name, str(host.address), "stopped", "-")
+            return HostStatus(host.name, str(host.address), "stopped", "-", [])
         if not host_running(entry):
-            return HostStatus(host.name, str(host.address), "dead", "-")
+            return HostStatus(host.name, str(host.address), "dead", "-", [])
         try:
+            # The failed units come along, so that 'degraded' says what to look at.
             answer = keys.ssh(
-                str(host.address), "systemctl is-system-running", check=False, timeout=15
+                str(host.address),
+                "systemctl is-system-running; systemctl --failed --plain --no-legend",
+                check=False,
+                timeout=15,
             )
-            system = answer.stdout.strip() or f"unreachable: {answer.stderr.strip()}"
         except subprocess.TimeoutExpired:
-            system = "unreachable: no answer within 15 s"
-        return HostStatus(host.name, str(host.address), "running", system)
+            return HostStatus(host.name, str(host.address), "running", "unreachable", [])
+        lines = answer.stdout.splitlines()
+        if not lines:
+            return HostStatus(host.name, str(host.address), "running", "unreachable", [])
+        failed = [line.split()[0] for line in lines[1:] if line.strip()]
+        return HostStatus(host.name, str(host.address), "running", lines[0].strip(), failed)
 
     hosts = estate.lab_hosts()
     with ThreadPoolExecutor(max_workers=len(hosts) or 1) as pool:
