@@ -99,6 +99,19 @@ def test_two_hosts_install_the_same_package_at_the_same_time(lab):
         assert lab.ssh(host, "echo '{\"a\": 1}' | jq .a").stdout.strip() == "1"
 
 
+def test_the_package_cache_forwards_only_to_the_registries(lab):
+    """Asked through the lab's apt proxy for a host that is no registry, the cache answers 403."""
+    fetch = (
+        "python3 -c 'import urllib.request, urllib.error\n"
+        'proxy = urllib.request.ProxyHandler({"http": "http://198.18.0.1:3142"})\n'
+        "try:\n"
+        '    urllib.request.build_opener(proxy).open("http://www.example.org/", timeout=10)\n'
+        "except urllib.error.HTTPError as exc:\n"
+        "    print(exc.code)'"
+    )
+    assert lab.ssh("cms1", fetch).stdout.strip() == "403"
+
+
 def test_two_hosts_reach_each_other_by_name_and_by_address(lab):
     """mail1 opens TCP connections to mail2's SSH port by short name, fqdn and address."""
     mail2 = lab.host("mail2")
