@@ -14,6 +14,7 @@ What is computed (configuration, keys, credentials) lives in unops.exporter.depl
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import subprocess
 import tempfile
@@ -61,6 +62,16 @@ exporter_tls = True
 snmpd_packages = ["snmpd"]
 MONITOR_READ = "/usr/local/lib/unops/monitor-read"
 SNMP_MARKER = "/var/lib/unops/monitoring/snmp-user"
+# What the exporter imports on the monitoring host: a change here rebuilds its wheel.
+EXPORTER_SOURCES = (
+    "unops/__init__.py",
+    "unops/exporter",
+    "unops/chain.py",
+    "unops/errors.py",
+    "unops/secrets.py",
+    "unops/lab/__init__.py",
+    "unops/lab/paths.py",
+)
 # A fixed build time keeps the wheel byte-identical while its sources do not change, so that
 # a second deploy finds nothing to do.
 WHEEL_EPOCH = "1764547200"
@@ -188,12 +199,15 @@ def build_wheels() -> tuple[Path, list[Path]]:
         )
         stamp.write_text("\n".join(pins))
     # The committed tree, not the working tree: others' unfinished edits never reach a host.
-    tree = subprocess.run(
-        ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD:unops"],
+    # The wheel is rebuilt when what the exporter runs changes, not on every commit elsewhere
+    # in the package, so that a second deploy finds it unchanged.
+    ids = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "rev-parse", *(f"HEAD:{p}" for p in EXPORTER_SOURCES)],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout.strip()
+    ).stdout
+    tree = hashlib.sha256(ids.encode()).hexdigest()[:16]
     wheel_dir = cache / f"unops-{tree}"
     if not wheel_dir.exists():
         with tempfile.TemporaryDirectory() as scratch:
