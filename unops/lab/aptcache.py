@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,10 +40,18 @@ _CHUNK = 1 << 16
 class CacheProxy(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], cache: Path, allowed: set[str]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        cache: Path,
+        allowed: set[str],
+        connect: Callable[..., http.client.HTTPConnection] = http.client.HTTPConnection,
+    ) -> None:
         super().__init__(address, _Handler)
         self.cache = cache
         self.allowed = allowed
+        # How the proxy opens a connection to a registry (tests give a fake one).
+        self.connect = connect
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -83,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _upstream(
         self, host: str, port: int, target: str, forward: bool
     ) -> http.client.HTTPResponse:
-        conn = http.client.HTTPConnection(host, port, timeout=60)
+        conn = self.server.connect(host, port, timeout=60)
         headers = {"Host": host}
         if forward:
             headers |= {k: v for k in _FORWARDED if (v := self.headers.get(k)) is not None}
