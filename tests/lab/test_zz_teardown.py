@@ -65,7 +65,9 @@ def test_up_recovers_after_a_crash_that_lost_the_state(lab):
 
 
 def test_down_leaves_nothing_behind(lab):
-    """After `down`: no lab namespace, link, mount, process or nftables table remains."""
+    """After `down`: no lab namespace, link, mount, process or nftables table remains, and IPv4
+    forwarding is back to what it was before the lab."""
+    forwarding_before_lab = fleet.FORWARDING_WAS.read_text().strip()
     fleet.down()
 
     assert [n for n in _lines(["ip", "netns", "list"]) if n.startswith(network.NETNS_PREFIX)] == []
@@ -79,3 +81,4 @@ def test_down_leaves_nothing_behind(lab):
     assert f"table inet {network.NFT_TABLE}" not in tables
     assert not paths.STATE_FILE.exists()
     assert not paths.HOSTS_DIR.exists()
+    assert network.FORWARDING.read_text().strip() == forwarding_before_lab
