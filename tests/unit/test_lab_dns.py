@@ -108,3 +108,12 @@ def test_a_bad_record_file_is_left_out_and_the_others_served(estate, tmp_path, r
     os.utime(tmp_path)
     assert values(ask(resolver, f"_dmarc.{domain}", "TXT")) == ['"v=DMARC1; p=reject"']
     assert ask(resolver, domain, "SRV").rr == []
+
+
+def test_a_published_name_outside_the_lab_zones_is_answered(tmp_path, resolver):
+    """Every record in the published files is served, even one outside the estate's zones."""
+    (tmp_path / "extra.json").write_text(
+        json.dumps([{"name": "relay.partner.example", "type": "A", "value": "198.18.0.99"}])
+    )
+    assert values(ask(resolver, "relay.partner.example")) == ["198.18.0.99"]
+    assert ask(resolver, "other.partner.example").header.rcode == RCODE.REFUSED

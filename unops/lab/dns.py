@@ -169,7 +169,8 @@ class LabResolver(BaseResolver):  # type: ignore[misc]
         name = qname if "." in qname else f"{qname}.{self.zone}"
         if "." not in qname and name not in self._table:
             name = qname
-        zone = self._zone_of(name)
+        # A published record outside the lab's zones is still answered (its name is its zone).
+        zone = self._zone_of(name) or (name if name in self._table else None)
         if zone is None:
             reply.header.rcode = RCODE.REFUSED
             return reply
