@@ -346,7 +346,10 @@ def status(estate: Estate | None = None) -> list[HostStatus]:
 
 
 def is_up(estate: Estate | None = None) -> bool:
-    """Every lab host runs (a quick check from the state file; no SSH)."""
+    """Every lab host and the lab's services run (a quick check of the state file; no SSH)."""
     state = LabState.load()
     fleet = (estate or load_estate()).lab_hosts()
-    return all(host_running(state.hosts.get(h.name, _none)) for h in fleet)
+    services: list[Proc | None] = [getattr(state, field) for field, *_ in SERVICES]
+    return all(p is not None and p.alive() for p in services) and all(
+        host_running(state.hosts.get(h.name, _none)) for h in fleet
+    )
