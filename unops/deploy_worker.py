@@ -22,6 +22,7 @@ from fnmatch import fnmatch
 from typing import IO, Any
 
 import click
+import gevent  # type: ignore[import-untyped]
 import pyinfra
 from pyinfra.api.config import Config
 from pyinfra.api.connect import connect_all, disconnect_all
@@ -34,7 +35,7 @@ from pyinfra_cli.exceptions import UnexpectedExternalError  # type: ignore[impor
 from pyinfra_cli.inventory import make_inventory  # type: ignore[import-untyped]
 from pyinfra_cli.log import setup_logging  # type: ignore[import-untyped]
 from pyinfra_cli.prints import pretty_op_name  # type: ignore[import-untyped]
-from pyinfra_cli.util import load_deploy_file  # type: ignore[import-untyped]
+from pyinfra_cli.util import exec_file  # type: ignore[import-untyped]
 
 # Lines of a failed command's stderr kept as the operation's error.
 _ERROR_LINES = 5
@@ -127,6 +128,34 @@ def _apply_limit(inventory: Any, patterns: list[str]) -> list[Any] | None:
     return hosts
 
 
+def _load_deploy_file(state: State, filename: str, groups: list[str] | None) -> None:
+    """Plan `filename` on each active host of `groups` (all when None), in parallel.
+
+    pyinfra_cli's load_deploy_file plans a file on every active host; a service deploy that
+    serves one role is planned only where that role is.
+    """
+    hosts = [
+        host
+        for host in state.inventory.get_active_hosts()
+        if groups is None or set(host.groups) & set(groups)
+    ]
+    state.current_deploy_filename = filename
+
+    def plan(host: Any) -> Exception | None:
+        try:
+            with ctx_config.use(state.config.copy()), ctx_host.use(host):
+                exec_file(filename)
+        except Exception as exc:  # raised below, in this greenlet's caller
+            return exc
+        return None
+
+    greenlets = [state.pool.spawn(plan, host) for host in hosts]
+    for greenlet in gevent.iwait(greenlets):
+        error = greenlet.get()
+        if error is not None:
+            raise error
+
+
 def _op_error(meta: Any, log: list[str]) -> str:
     lines = [line for line in meta.stderr_lines if line.strip()][-_ERROR_LINES:]
     if lines:
@@ -213,11 +242,11 @@ def _run(request: dict[str, Any], events: _Events) -> None:
         connect_all(state)
 
         state.set_stage(StateStage.Prepare)
-        for number, filename in enumerate(request["deploy_files"]):
-            events.send("loading", file=filename)
+        for number, deploy in enumerate(request["deploy_files"]):
+            events.send("loading", file=deploy["path"])
             config.lock_current_state()
             state.current_op_file_number = number
-            load_deploy_file(state, filename)
+            _load_deploy_file(state, deploy["path"], deploy["groups"])
             config.reset_locked_state()
 
         if request["dry"]:

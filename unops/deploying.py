@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unops import PROJECT_ROOT
+from unops import PROJECT_ROOT, services
 from unops.errors import DeployError
 from unops.estate import load_estate
 from unops.inventory import inventory_path
@@ -160,7 +160,8 @@ def run_deploy(
 
     request = {
         "inventory": str(inventory_file),
-        "deploy_files": [str(f) for f in files],
+        # Each file with the groups it converges (None: every host), from unops.services.
+        "deploy_files": [{"path": str(f), "groups": services.targets(f)} for f in files],
         "limit": list(limit or []),
         "dry": dry,
     }

@@ -18,6 +18,13 @@ DEPLOYS_DIR = PROJECT_ROOT / "deploys"
 # Convergence order of `unops deploy` without a service and of deploys/all.py.
 ORDER = ("directory", "mail", "backup", "monitoring")
 
+# Groups each service converges, for deploys that do not choose their hosts themselves; a
+# service not listed here runs on every host and picks by role inside (directory, backup and
+# monitoring each touch several roles).
+TARGETS: dict[str, tuple[str, ...]] = {
+    "mail": ("mail",),
+}
+
 # A service name is a deploy file's stem: no path separators, no leading dash or dot.
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -47,3 +54,10 @@ def deploy_file(service: str, deploys_dir: Path = DEPLOYS_DIR) -> Path:
             f"known: {', '.join(known) or 'none yet'} (or no service for all, in order)"
         )
     return path
+
+
+def targets(deploy: Path) -> tuple[str, ...] | None:
+    """The groups a deploy file of deploys/ converges, or None for every host."""
+    if deploy.resolve().parent != DEPLOYS_DIR.resolve():
+        return None
+    return TARGETS.get(deploy.stem)

@@ -201,3 +201,25 @@ def test_unknown_service_lists_the_deploys_that_exist(tmp_path: Path) -> None:
 
     with pytest.raises(DeployError, match=r"service 'mial' has no deploy file .*; known: mail \("):
         services.deploy_file("mial", tmp_path)
+
+
+@pytest.mark.parametrize(("group", "planned"), [("mail", True), ("cms", False)])
+def test_role_deploy_is_planned_only_on_hosts_of_its_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: str, planned: bool
+) -> None:
+    """deploys/mail.py runs on hosts of the mail group and is not even planned elsewhere."""
+    monkeypatch.setattr(services, "DEPLOYS_DIR", tmp_path)
+    inventory = _write(tmp_path / "inventory.py", f'{group} = ["@local"]\n')
+    marker = tmp_path / "planned"
+    deploy = _write(
+        tmp_path / "mail.py",
+        f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+        "from pyinfra.operations import server\n"
+        "server.shell(name='Check the mail queue', commands=['true'])\n",
+    )
+
+    result = run_deploy(inventory, [deploy])
+
+    assert marker.exists() is planned
+    assert len(result.hosts["@local"].operations) == int(planned)
+    assert result.failed_hosts == []
