@@ -78,12 +78,14 @@ def sync(roster: Path, prune: bool, dry: bool, as_json: bool, fleet: str) -> Non
         servers = sorted(host.name for host in estate.hosts_with_role("mail"))
         plan = plan_sync(current, entries, servers, prune=prune)
         total = sum(plan.counts().values())
-        if not dry and total:
-            show = not as_json and sys.stderr.isatty()
+        if not dry and total and not as_json and sys.stderr.isatty():
             with click.progressbar(
-                length=total, label="Syncing the directory", file=sys.stderr if show else None
+                length=total, label="Syncing the directory", file=sys.stderr
             ) as bar:
                 client.apply_plan(conn, base, plan, progress=bar.update)
+        elif not dry and total:
+            # No terminal to draw on (or JSON wanted): standard output stays what was done only.
+            client.apply_plan(conn, base, plan)
     finally:
         conn.unbind()
 
