@@ -65,8 +65,9 @@ def deployed(lab: object) -> list[list[str]]:
 
 
 def sync(roster: Path, *extra: str) -> dict[str, object]:
+    """`unops -vv directory sync ROSTER --json`: its report; the admin password is in no output."""
     done = subprocess.run(
-        [*UNOPS, "directory", "sync", str(roster), "--json", *extra],
+        [*UNOPS, "-vv", "directory", "sync", str(roster), "--json", *extra],
         capture_output=True,
         text=True,
         check=False,
@@ -74,6 +75,7 @@ def sync(roster: Path, *extra: str) -> dict[str, object]:
     )
     if done.returncode != 0:
         pytest.fail(f"unops directory sync failed: {done.stderr}")
+    assert client.existing_secret("lab", "admin") not in done.stdout + done.stderr
     result: dict[str, object] = json.loads(done.stdout)
     return result
 

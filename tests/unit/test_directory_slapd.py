@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import jinja2
 import pytest
 
+from unops import PROJECT_ROOT
 from unops.directory import base_dn, mailbox_dn
 from unops.directory.slapd import (
     TlsFiles,
@@ -98,3 +100,34 @@ def test_tree_entries_hold_hashes_not_passwords() -> None:
     assert "postfix-secret-value" not in text
     assert [e.name for e in entries] == ["base", "mailboxes", "services", "service-postfix"]
     assert stable_ssha("postfix-secret-value", "cn=postfix,ou=services," + BASE) in text
+
+
+def _render(values: dict[str, str]) -> str:
+    templates = PROJECT_ROOT / "deploys" / "templates" / "slapd"
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("etc/ldap/unops/config.ldif.j2").render(**values)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"admin_password": "admin-secret-value"},
+        {"provider_url": "ldap://dir1.ict.example", "replicator_password": "r" * 32},
+    ],
+    ids=["provider", "replica"],
+)
+def test_config_template_renders_whole_entries(values: dict[str, str]) -> None:
+    """Every block of the rendered cn=config is one entry or include: no blank line splits one."""
+    text = _render(config_values(base=BASE, tls=TLS, **values))
+    blocks = [
+        [line for line in block.splitlines() if not line.startswith("#")]
+        for block in text.split("\n\n")
+    ]
+    blocks = [block for block in blocks if block]
+    assert all(block[0].startswith(("dn: ", "include: ")) for block in blocks), blocks
+    dns = [block[0] for block in blocks if block[0].startswith("dn: ")]
+    assert "dn: olcDatabase={1}mdb,cn=config" in dns and "dn: cn=unops,cn=schema,cn=config" in dns
