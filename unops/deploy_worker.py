@@ -69,6 +69,17 @@ class _HostLog(logging.Handler):
             self.messages.setdefault(ctx_host.get().name, []).append(text)
 
 
+def _op_name(state: State, host: Any, op_hash: Any) -> str:
+    """The operation's name on this host.
+
+    NB: pyinfra shares one operation between hosts when it is called from the same line, and its
+    summary names it after any one host ("Create the repository of mail4"); the name given on
+    each host is kept in that host's arguments.
+    """
+    name = state.get_op_data_for_host(host, op_hash).global_arguments.get("name")
+    return str(name) if name else str(pretty_op_name(state.op_meta[op_hash]))
+
+
 def _callbacks(events: _Events, connect_errors: dict[str, str]) -> BaseStateCallback:
     failed: set[tuple[str, Any]] = set()
 
@@ -87,12 +98,11 @@ def _callbacks(events: _Events, connect_errors: dict[str, str]) -> BaseStateCall
             # NB: sent now, because a failure of the last active host ends the run before
             # operation_end is called.
             failed.add((host.name, op_hash))
-            name = pretty_op_name(state.op_meta[op_hash])
+            name = _op_name(state, host, op_hash)
             events.send("operation", host=host.name, operation=name, changed=False, success=False)
 
         @staticmethod
         def operation_end(state: State, op_hash: Any) -> None:
-            name = pretty_op_name(state.op_meta[op_hash])
             for host in state.inventory.iter_activated_hosts():
                 if op_hash not in state.ops[host] or (host.name, op_hash) in failed:
                     continue
@@ -103,7 +113,7 @@ def _callbacks(events: _Events, connect_errors: dict[str, str]) -> BaseStateCall
                     events.send(
                         "operation",
                         host=host.name,
-                        operation=name,
+                        operation=_op_name(state, host, op_hash),
                         changed=changed,
                         success=success,
                     )
@@ -182,7 +192,7 @@ def _results(
                 continue
             op_data = state.get_op_data_for_host(host, op_hash)
             meta = op_data.operation_meta
-            name = pretty_op_name(state.op_meta[op_hash])
+            name = _op_name(state, host, op_hash)
             if dry:
                 conditional = bool(op_data.global_arguments["_if"])
                 maybe = bool(meta._maybe_is_change)

@@ -98,3 +98,22 @@ def test_change_log_holds_every_lab_run_with_an_intact_chain(log_dir: Path) -> N
     assert all(run["services"] == ["lab_smoke"] for run in log["runs"])
     assert list(log["runs"][1]["hosts"]) == ["cms1"]
     assert log["runs"][0]["limit"] == list(HOSTS)
+
+
+def test_operation_names_are_each_hosts_own(log_dir: Path, tmp_path: Path) -> None:
+    """One operation line named after its host is reported with each host's own name."""
+    deploy = tmp_path / "greet.py"
+    deploy.write_text(
+        "from pyinfra import host\nfrom pyinfra.operations import server\n"
+        "server.shell(name=f'Greet {host.name}', commands=['true'])\n",
+        encoding="utf-8",
+    )
+
+    done = _unops(
+        "deploy", str(deploy), "--inventory", "lab", *_limit(), "--json", log_dir=tmp_path
+    )
+
+    assert done.returncode == 0, done.stderr + done.stdout
+    hosts = json.loads(done.stdout)["hosts"]
+    for name in HOSTS:
+        assert [op["name"] for op in hosts[name]["operations"]] == [f"Greet {name}"]
