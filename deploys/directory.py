@@ -23,7 +23,13 @@ from pyinfra.operations.util import any_changed
 
 from unops import PROJECT_ROOT
 from unops.directory import ADMIN_ACCOUNT, SERVICE_ACCOUNTS, base_dn, secret_name
-from unops.directory.slapd import TlsFiles, config_values, tree_entries
+from unops.directory.slapd import (
+    TlsFiles,
+    apply_config_script,
+    config_values,
+    tree_entries,
+    wait_for_slapd,
+)
 from unops.errors import DeployError
 from unops.estate import load_estate
 from unops.lab import paths
@@ -40,6 +46,8 @@ slapd_services = "ldap:/// ldaps:/// ldapi:///"
 slapd_tls_dir = "/etc/ldap/tls"
 # slapd_unops_dir: the generated configuration and entries, and what was last applied (0700).
 slapd_unops_dir = "/etc/ldap/unops"
+# slapd_apt_lock_wait_s: seconds apt waits for dpkg's lock held by another deploy on the host.
+slapd_apt_lock_wait_s = 300
 # slapd_ldapi: the local socket the deploy manages slapd through, as root (SASL EXTERNAL).
 slapd_ldapi = "ldapi:///"
 
@@ -83,48 +91,6 @@ def tls_sources() -> tuple[Path, Path, Path]:
     return chosen
 
 
-def apply_config_script(ldif: str, applied: str) -> str:
-    """Load `ldif` into a fresh slapd.d, check it, swap it in and restart; roll back on failure."""
-    q = shlex.quote
-    return "\n".join(
-        [
-            "set -eu",
-            "new=/etc/ldap/slapd.d.unops-new old=/etc/ldap/slapd.d.unops-old",
-            'rm -rf "$new" && install -d -o openldap -g openldap -m 0750 "$new"',
-            "install -d -o openldap -g openldap -m 0700 /var/lib/ldap",
-            # slaptest checks it can write the pid file; the init script makes the folder later.
-            "install -d -o openldap -g openldap -m 0755 /var/run/slapd",
-            f'slapadd -q -n0 -F "$new" -l {q(ldif)}',
-            'chown -R openldap:openldap "$new"',
-            # -u: a new host has no database yet, and slaptest would fail to open it.
-            'runuser -u openldap -- slaptest -u -F "$new"',
-            "systemctl stop slapd.service || true",
-            'rm -rf "$old"',
-            'if [ -d /etc/ldap/slapd.d ]; then mv /etc/ldap/slapd.d "$old"; fi',
-            'mv "$new" /etc/ldap/slapd.d',
-            "if ! systemctl start slapd.service; then",
-            "  rm -rf /etc/ldap/slapd.d.unops-failed && mv /etc/ldap/slapd.d "
-            "/etc/ldap/slapd.d.unops-failed",
-            '  if [ -d "$old" ]; then mv "$old" /etc/ldap/slapd.d && '
-            "systemctl start slapd.service; fi",
-            "  echo 'slapd did not start with the new configuration; the previous one is back "
-            "and the new one is in /etc/ldap/slapd.d.unops-failed' >&2",
-            "  exit 1",
-            "fi",
-            f"cp {q(ldif)} {q(applied)}",
-        ]
-    )
-
-
-def wait_for_slapd() -> str:
-    # slapd's init script returns once the daemon has forked, before it listens on its socket.
-    return (
-        "for i in $(seq 50); do ldapwhoami -Q -Y EXTERNAL -H "
-        f"{shlex.quote(slapd_ldapi)} >/dev/null 2>&1 && exit 0; sleep 0.2; done; "
-        "echo 'slapd does not answer on ldapi:/// after 10 s' >&2; exit 1"
-    )
-
-
 if is_provider or is_replica:
     # --- Packages: slapd told beforehand to leave its configuration to us ----------------------
     files.directory(name="Create /var/lib/unops", path="/var/lib/unops", mode="700")
@@ -145,6 +111,8 @@ if is_provider or is_replica:
         no_recommends=True,
         update=True,
         cache_time=24 * 3600,
+        # Another deploy on the same host may hold dpkg's lock for a while: wait for it.
+        extra_install_args=f"-o DPkg::Lock::Timeout={slapd_apt_lock_wait_s}",
     )
 
     # --- TLS: the host's certificate, its key (slapd only) and the CA -------------------------
@@ -239,7 +207,7 @@ if is_provider or is_replica:
         )
         entries_dir = f"{slapd_unops_dir}/entries"
         files.directory(name=f"Create {entries_dir}", path=entries_dir, mode="700")
-        commands = [wait_for_slapd()]
+        commands = [wait_for_slapd(slapd_ldapi)]
         for entry in entries:
             add = f"{entries_dir}/{entry.name}.add.ldif"
             files.put(name=f"Configure {add}", src=StringIO(entry.add), dest=add, mode="600")

@@ -10,6 +10,7 @@ from unops.directory import base_dn, mailbox_dn
 from unops.directory.slapd import (
     TlsFiles,
     access_rules,
+    apply_config_script,
     check_ssha,
     config_values,
     stable_ssha,
@@ -131,3 +132,25 @@ def test_config_template_renders_whole_entries(values: dict[str, str]) -> None:
     assert all(block[0].startswith(("dn: ", "include: ")) for block in blocks), blocks
     dns = [block[0] for block in blocks if block[0].startswith("dn: ")]
     assert "dn: olcDatabase={1}mdb,cn=config" in dns and "dn: cn=unops,cn=schema,cn=config" in dns
+
+
+def test_config_is_checked_before_it_goes_live_and_marked_applied_last() -> None:
+    """slapadd, slaptest, then the swap and restart; the applied copy is made only at the end."""
+    lines = apply_config_script("/etc/ldap/unops/config.ldif", "/etc/ldap/unops/applied").split(
+        "\n"
+    )
+
+    def at(fragment: str) -> int:
+        return next(i for i, line in enumerate(lines) if fragment in line)
+
+    assert lines[0] == "set -eu"
+    assert at("slapadd") < at("slaptest") < at("systemctl stop") < at('mv "$new"')
+    assert at('mv "$new"') < at("systemctl start") < at("cp /etc/ldap/unops/config.ldif")
+    assert lines[-1] == "cp /etc/ldap/unops/config.ldif /etc/ldap/unops/applied"
+
+
+def test_apply_script_quotes_its_paths() -> None:
+    """A path with a space or a quote reaches the shell as one quoted word."""
+    script = apply_config_script("/tmp/my config.ldif", "/tmp/it's applied")
+    assert "-l '/tmp/my config.ldif'" in script
+    assert "'/tmp/it'\"'\"'s applied'" in script

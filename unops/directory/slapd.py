@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -214,3 +215,46 @@ def config_values(
         "database_lines": "\n".join(database),
         "overlay_entries": overlays,
     }
+
+
+def apply_config_script(ldif: str, applied: str) -> str:
+    """Load `ldif` into a fresh slapd.d, check it, swap it in and restart; roll back on failure."""
+    q = shlex.quote
+    return "\n".join(
+        [
+            "set -eu",
+            "new=/etc/ldap/slapd.d.unops-new old=/etc/ldap/slapd.d.unops-old",
+            'rm -rf "$new" && install -d -o openldap -g openldap -m 0750 "$new"',
+            "install -d -o openldap -g openldap -m 0700 /var/lib/ldap",
+            # slaptest checks it can write the pid file; the init script makes the folder later.
+            "install -d -o openldap -g openldap -m 0755 /var/run/slapd",
+            f'slapadd -q -n0 -F "$new" -l {q(ldif)}',
+            'chown -R openldap:openldap "$new"',
+            # -u: a new host has no database yet, and slaptest would fail to open it.
+            'runuser -u openldap -- slaptest -u -F "$new"',
+            "systemctl stop slapd.service || true",
+            'rm -rf "$old"',
+            'if [ -d /etc/ldap/slapd.d ]; then mv /etc/ldap/slapd.d "$old"; fi',
+            'mv "$new" /etc/ldap/slapd.d',
+            "if ! systemctl start slapd.service; then",
+            "  rm -rf /etc/ldap/slapd.d.unops-failed && mv /etc/ldap/slapd.d "
+            "/etc/ldap/slapd.d.unops-failed",
+            '  if [ -d "$old" ]; then mv "$old" /etc/ldap/slapd.d && '
+            "systemctl start slapd.service; fi",
+            "  echo 'slapd did not start with the new configuration; the previous one is back "
+            "and the new one is in /etc/ldap/slapd.d.unops-failed' >&2",
+            "  exit 1",
+            "fi",
+            f"cp {q(ldif)} {q(applied)}",
+        ]
+    )
+
+
+def wait_for_slapd(ldapi: str) -> str:
+    """A shell loop that waits until slapd answers root on its local socket, 10 s at most."""
+    # slapd's init script returns once the daemon has forked, before it listens on its socket.
+    return (
+        "for i in $(seq 50); do ldapwhoami -Q -Y EXTERNAL -H "
+        f"{shlex.quote(ldapi)} >/dev/null 2>&1 && exit 0; sleep 0.2; done; "
+        "echo 'slapd does not answer on ldapi:/// after 10 s' >&2; exit 1"
+    )
