@@ -144,9 +144,8 @@ if "backup" in roles:
 # NB: pyinfra orders each host's operations on its own; one operation that every host runs, from
 # this one place, is the barrier that puts the backup host's accounts before any client's
 # first connection (the repository is created below).
-files.directory(
-    name="Create /var/lib/unops", path="/var/lib/unops", user="root", group="root", mode="755"
-)
+# (Existence only: the directory deploy owns its mode.)
+files.directory(name="Ensure /var/lib/unops exists", path="/var/lib/unops")
 
 # --- A backed-up host: restic, the runner, its secrets and its timers --------------------------
 if roles & {role.value for role in plan.BACKED_UP_ROLES}:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from unops import PROJECT_ROOT
-from unops.backup import plan
+from unops.backup import client, plan
 from unops.deploying import DeployResult, run_deploy
 from unops.remote import CommandResult, run
 
@@ -114,3 +114,23 @@ def test_each_client_backs_up_over_its_own_account(deployed: object) -> None:
         check=True,
     )
     assert snapshots.stdout.count("\n") >= 4
+
+
+def test_systemd_units_run_the_daily_backup_and_the_check(deployed: object) -> None:
+    """Starting the timers' services runs backup, forget and check, each leaving its record."""
+    run("mail1", ["systemctl", "start", "unops-backup.service"], check=True, timeout=900)
+    run("mail1", ["systemctl", "start", "unops-backup-check.service"], check=True, timeout=900)
+    chain = client.fetch_records("mail1")
+    assert chain.intact, chain.problems
+    last = chain.records[-3:]
+    assert [(r.kind, r.result) for r in last] == [
+        ("backup", "ok"),
+        ("forget", "ok"),
+        ("check", "ok"),
+    ]
+    share, _, parts = last[2].detail.partition("/")
+    assert parts == "7" and 1 <= int(share) <= 7
+    timers = run(
+        "mail1", ["systemctl", "is-enabled", "unops-backup.timer", "unops-backup-check.timer"]
+    )
+    assert timers.stdout.split() == ["enabled", "enabled"]
