@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import jinja2
@@ -40,7 +41,12 @@ from unops.directory import admin_dn, base_dn, mailbox_dn, mailboxes_dn  # noqa:
 from unops.directory.client import Endpoint, apply_plan, connect, read_mailboxes  # noqa: E402
 from unops.directory.plan import plan_sync  # noqa: E402
 from unops.directory.roster import RosterEntry, read_roster  # noqa: E402
-from unops.directory.slapd import TlsFiles, config_values, tree_entries  # noqa: E402
+from unops.directory.slapd import (  # noqa: E402
+    TlsFiles,
+    admin_peers,
+    config_values,
+    tree_entries,
+)
 from unops.estate import DEFAULT_ROOT, load_estate  # noqa: E402
 
 ADMIN_PASSWORD = "benchmark-admin-password-0123456789"
@@ -118,7 +124,9 @@ class PrivateSlapd:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
-        values = config_values(base=self.base, tls=self.tls, admin_password=ADMIN_PASSWORD)
+        values = config_values(
+            base=self.base, tls=self.tls, peers=admin_peers([IPv4Address("127.0.0.1")])
+        )
         text = env.get_template("etc/ldap/unops/config.ldif.j2").render(**values)
         db, conf, run = self.folder / "db", self.folder / "slapd.d", self.folder / "run"
         for path in (db, conf, run):
@@ -154,7 +162,7 @@ class PrivateSlapd:
             if self.socket.exists():
                 break
             time.sleep(0.1)
-        entries = tree_entries(self.base, {})
+        entries = tree_entries(self.base, {}, admin_password=ADMIN_PASSWORD)
         for entry in entries:
             subprocess.run(
                 ["ldapadd", "-Q", "-Y", "EXTERNAL", "-H", ldapi],

@@ -25,6 +25,7 @@ from unops import PROJECT_ROOT
 from unops.directory import ADMIN_ACCOUNT, SERVICE_ACCOUNTS, base_dn, secret_name
 from unops.directory.slapd import (
     TlsFiles,
+    admin_peers,
     apply_config_script,
     config_values,
     tree_entries,
@@ -160,15 +161,22 @@ if is_provider or is_replica:
     files.directory(name=f"Create {slapd_unops_dir}", path=slapd_unops_dir, mode="700")
 
     # --- cn=config: generated, applied only when it differs from what was applied -------------
+    # The admin writes only from the control machine: the lab's bridge, or production's
+    # management network.
+    control = (
+        estate.site.lab.bridge_address
+        if fleet == "lab"
+        else estate.site.production.management_network
+    )
+    peers = admin_peers([control])
     if is_provider:
-        values = config_values(
-            base=base, tls=tls, admin_password=password(fleet, secret_name(ADMIN_ACCOUNT))
-        )
+        values = config_values(base=base, tls=tls, peers=peers)
     else:
         provider = estate.hosts_with_role("directory")[0]
         values = config_values(
             base=base,
             tls=tls,
+            peers=peers,
             provider_url=f"ldap://{estate.fqdn(provider.name)}",
             replicator_password=password(fleet, secret_name("replicator")),
         )
@@ -203,7 +211,9 @@ if is_provider or is_replica:
     # --- The tree and the bind accounts (provider only; replicas copy them) -------------------
     if is_provider:
         entries = tree_entries(
-            base, {name: password(fleet, secret_name(name)) for name in SERVICE_ACCOUNTS}
+            base,
+            {name: password(fleet, secret_name(name)) for name in SERVICE_ACCOUNTS},
+            admin_password=password(fleet, secret_name(ADMIN_ACCOUNT)),
         )
         entries_dir = f"{slapd_unops_dir}/entries"
         files.directory(name=f"Create {entries_dir}", path=entries_dir, mode="700")

@@ -8,6 +8,7 @@ The module leaves the directory as the estate's roster describes it, so that oth
 from __future__ import annotations
 
 import json
+import shlex
 import ssl
 import subprocess
 import sys
@@ -23,8 +24,9 @@ from ldap3.utils.conv import escape_filter_chars
 
 from unops import PROJECT_ROOT
 from unops.deploying import run_deploy
-from unops.directory import base_dn, client, mailbox_dn, mailboxes_dn, service_dn
+from unops.directory import admin_dn, base_dn, client, mailbox_dn, mailboxes_dn, service_dn
 from unops.estate import DEFAULT_ROOT, Estate, load_estate
+from unops.lab import keys
 
 pytestmark = pytest.mark.lab
 
@@ -345,3 +347,31 @@ def test_replicas_answer_while_the_provider_is_stopped(
         return True
 
     wait_until("slapd on dir1 answering again", answers)
+
+
+def test_admin_cannot_write_from_another_host(synced: object, estate: Estate, base: str) -> None:
+    """The admin's password, used from mail1 instead of the control machine, changes nothing."""
+    box = next(b for b in estate.mailboxes if b.state.value == "active")
+    ldif = f"dn: {mailbox_dn(base, box.address)}\nchangetype: modify\nreplace: unopsQuotaMB\n"
+    ldif += "unopsQuotaMB: 1\n"
+    mail1 = str(estate.host("mail1").lab_address)
+    keys.ssh(mail1, f"printf %s {shlex.quote(ldif)} > /tmp/unops-admin-probe.ldif")
+    provider = estate.fqdn(estate.hosts_with_role("directory")[0].name)
+    command = (
+        f"ldapmodify -x -ZZ -H ldap://{provider} -D {shlex.quote(admin_dn(base))} "
+        "-y /dev/stdin -f /tmp/unops-admin-probe.ldif"
+    )
+    # The password travels on stdin, never on a command line.
+    done = subprocess.run(
+        keys.ssh_command(mail1, command),
+        input=client.existing_secret("lab", "admin"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 50, done.stderr  # insufficientAccessRights
+    admin, _ = client.admin_connection(estate, "lab")
+    [held] = [b for b in client.read_mailboxes(admin, base) if b.address == box.address]
+    admin.unbind()
+    assert held.quota_mb == box.quota_mb

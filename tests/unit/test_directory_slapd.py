@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
+
 import jinja2
 import pytest
 
@@ -10,6 +12,7 @@ from unops.directory import base_dn, mailbox_dn
 from unops.directory.slapd import (
     TlsFiles,
     access_rules,
+    admin_peers,
     apply_config_script,
     check_ssha,
     config_values,
@@ -20,6 +23,7 @@ from unops.directory.slapd import (
 from unops.errors import DirectoryError
 
 BASE = "dc=ict,dc=example"
+PEERS = ["peername.ip=198.18.0.1%255.255.255.255"]
 TLS = TlsFiles("/etc/ldap/tls/ca.crt", "/etc/ldap/tls/h.crt", "/etc/ldap/tls/h.key")
 
 
@@ -43,7 +47,7 @@ def test_stable_ssha_is_stable_and_verifies() -> None:
 
 def test_only_the_replicator_reads_password_hashes() -> None:
     """The userPassword rule grants read to the replicator and bare auth to everyone else."""
-    rule = next(r for r in access_rules(BASE) if r.startswith("to attrs=userPassword"))
+    rule = next(r for r in access_rules(BASE, PEERS) if r.startswith("to attrs=userPassword"))
     assert 'by dn.exact="cn=replicator,ou=services,dc=ict,dc=example" read' in rule
     assert "by anonymous auth by * none" in rule
     assert "postfix" not in rule and "dovecot" not in rule
@@ -51,7 +55,7 @@ def test_only_the_replicator_reads_password_hashes() -> None:
 
 def test_disabled_mailboxes_cannot_bind() -> None:
     """A rule before the userPassword rule denies auth on disabled mailboxes."""
-    rules = access_rules(BASE)
+    rules = access_rules(BASE, PEERS)
     disabled = next(i for i, r in enumerate(rules) if "unopsAccountState=disabled" in r)
     general = next(i for i, r in enumerate(rules) if r.startswith("to attrs=userPassword"))
     assert disabled < general and "auth" not in rules[disabled]
@@ -59,14 +63,18 @@ def test_disabled_mailboxes_cannot_bind() -> None:
 
 def test_quota_is_readable_by_dovecot_not_postfix() -> None:
     """unopsQuotaMB is granted to dovecot and the replicator, not to postfix or the exporter."""
-    rule = next(r for r in access_rules(BASE) if r.startswith("to attrs=unopsQuotaMB"))
+    rule = next(r for r in access_rules(BASE, PEERS) if r.startswith("to attrs=unopsQuotaMB"))
     assert "cn=dovecot" in rule and "cn=postfix" not in rule and "cn=exporter" not in rule
 
 
 def test_replica_has_syncrepl_and_no_root_password() -> None:
     """A replica pulls with StartTLS verifying the CA, refers writes, and has no olcRootPW."""
     values = config_values(
-        base=BASE, tls=TLS, provider_url="ldap://dir1.ict.example", replicator_password="p" * 32
+        base=BASE,
+        tls=TLS,
+        peers=PEERS,
+        provider_url="ldap://dir1.ict.example",
+        replicator_password="p" * 32,
     )
     lines = values["database_lines"]
     assert "olcRootPW" not in lines and "olcUpdateRef: ldap://dir1.ict.example" in lines
@@ -74,18 +82,33 @@ def test_replica_has_syncrepl_and_no_root_password() -> None:
     assert values["overlay_entries"] == ""
 
 
-def test_provider_has_syncprov_and_a_hashed_root_password() -> None:
-    """The provider loads syncprov and carries only a hash of the admin password."""
-    values = config_values(base=BASE, tls=TLS, admin_password="admin-secret-value")
-    assert "admin-secret-value" not in "".join(values.values())
-    assert "olcRootPW: {SSHA}" in values["database_lines"]
+def test_provider_has_syncprov_and_no_root_password() -> None:
+    """The provider loads syncprov; its root is local root over ldapi, with no password at all."""
+    values = config_values(base=BASE, tls=TLS, peers=PEERS)
+    assert "olcRootPW" not in values["database_lines"]
+    assert values["root_dn"] == "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
     assert "syncprov" in values["module_lines"] and "olcSpSessionlog" in values["overlay_entries"]
 
 
-def test_replica_needs_the_provider_and_the_credential() -> None:
-    """Neither the admin password nor the replica settings: a clear error."""
-    with pytest.raises(DirectoryError, match="provider's URL"):
-        config_values(base=BASE, tls=TLS)
+def test_replica_needs_the_credential() -> None:
+    """A replica without the replicator's password: a clear error."""
+    with pytest.raises(DirectoryError, match="replicator's password"):
+        config_values(base=BASE, tls=TLS, peers=PEERS, provider_url="ldap://dir1")
+
+
+def test_admin_writes_only_from_the_control_machine() -> None:
+    """The admin's write grant carries the control machine's peer clause and nothing wider."""
+    [peer] = admin_peers([IPv4Network("203.0.113.0/24")])
+    assert peer == "peername.ip=203.0.113.0%255.255.255.0"
+    rules = access_rules(BASE, [peer])
+    admin = [r for r in rules if "cn=admin," in r]
+    assert admin == [f'to * by dn.exact="cn=admin,{BASE}" {peer} write by * break']
+
+
+def test_admin_without_a_peer_is_refused() -> None:
+    """Rules with nowhere to accept the admin from are an error, not an open grant."""
+    with pytest.raises(DirectoryError, match="control machine"):
+        access_rules(BASE, [])
 
 
 def test_unquotable_credential_is_refused() -> None:
@@ -96,10 +119,11 @@ def test_unquotable_credential_is_refused() -> None:
 
 def test_tree_entries_hold_hashes_not_passwords() -> None:
     """The entries the deploy uploads hold each account's hash and never its password."""
-    entries = tree_entries(BASE, {"postfix": "postfix-secret-value"})
+    entries = tree_entries(BASE, {"postfix": "postfix-secret-value"}, admin_password="adm-secret")
     text = "".join(e.add + (e.modify or "") for e in entries)
-    assert "postfix-secret-value" not in text
-    assert [e.name for e in entries] == ["base", "mailboxes", "services", "service-postfix"]
+    assert "postfix-secret-value" not in text and "adm-secret" not in text
+    names = [e.name for e in entries]
+    assert names == ["base", "mailboxes", "services", "account-admin", "account-postfix"]
     assert stable_ssha("postfix-secret-value", "cn=postfix,ou=services," + BASE) in text
 
 
@@ -116,14 +140,14 @@ def _render(values: dict[str, str]) -> str:
 @pytest.mark.parametrize(
     "values",
     [
-        {"admin_password": "admin-secret-value"},
+        {},
         {"provider_url": "ldap://dir1.ict.example", "replicator_password": "r" * 32},
     ],
     ids=["provider", "replica"],
 )
 def test_config_template_renders_whole_entries(values: dict[str, str]) -> None:
     """Every block of the rendered cn=config is one entry or include: no blank line splits one."""
-    text = _render(config_values(base=BASE, tls=TLS, **values))
+    text = _render(config_values(base=BASE, tls=TLS, peers=PEERS, **values))
     blocks = [
         [line for line in block.splitlines() if not line.startswith("#")]
         for block in text.split("\n\n")

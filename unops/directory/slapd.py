@@ -14,6 +14,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
 
 from unops.directory import admin_dn, mailboxes_dn, service_dn, services_dn
 from unops.errors import DirectoryError
@@ -66,16 +67,30 @@ def _by(base: str, services: Sequence[str], level: str) -> str:
     return " ".join(f'by dn.exact="{service_dn(base, name)}" {level}' for name in services)
 
 
-def access_rules(base: str) -> list[str]:
+def admin_peers(networks: Sequence[IPv4Network | IPv4Address]) -> list[str]:
+    """slapd `peername.ip` clauses for the places the admin may write from."""
+    peers = []
+    for net in networks:
+        net = IPv4Network(net)
+        peers.append(f"peername.ip={net.network_address}%{net.netmask}")
+    return peers
+
+
+def access_rules(base: str, peers: Sequence[str]) -> list[str]:
     """olcAccess of the mailbox database, first match wins (docs/directory.md, bind accounts).
 
-    The replicator reads everything (it copies the tree), each other service only what its
-    lookups need; users may only authenticate; nobody else reads anything.
+    The admin writes, but only from `peers` (the control machine); the replicator reads
+    everything (it copies the tree), each other service only what its lookups need; users may
+    only authenticate; nobody else reads anything.
     """
+    if not peers:
+        raise DirectoryError("no address to accept the admin from; expected the control machine's")
     boxes = mailboxes_dn(base)
     replicator = _by(base, ["replicator"], "read")
+    admin = " ".join(f'by dn.exact="{admin_dn(base)}" {peer} write' for peer in peers)
     return [
         f"to * by dn.exact={LOCAL_ROOT} manage by * break",
+        f"to * {admin} by * break",
         # A disabled mailbox cannot bind anywhere, whatever a client's own filter says.
         f'to dn.subtree="{boxes}" filter=(unopsAccountState=disabled) attrs=userPassword '
         f"{replicator} by * none",
@@ -91,8 +106,8 @@ def access_rules(base: str) -> list[str]:
 
 
 def limits(base: str) -> list[str]:
-    """olcLimits: the replicator and the exporter read every mailbox, beyond the 500 default."""
-    return [
+    """olcLimits: the admin, the replicator and the exporter read every mailbox, beyond 500."""
+    return [f'dn.exact="{admin_dn(base)}" size=unlimited time=unlimited'] + [
         f'dn.exact="{service_dn(base, name)}" size=unlimited time=unlimited'
         for name in ("replicator", "exporter")
     ]
@@ -124,8 +139,8 @@ class Entry:
     modify: str | None = None
 
 
-def tree_entries(base: str, passwords: dict[str, str]) -> list[Entry]:
-    """The base, the two organizational units and a bind account per service, with hashes."""
+def tree_entries(base: str, passwords: dict[str, str], admin_password: str) -> list[Entry]:
+    """The base, the two organizational units, the admin and a bind account per service."""
     top = base.split(",")[0].split("=", 1)[1]
     entries = [
         Entry(
@@ -140,14 +155,18 @@ def tree_entries(base: str, passwords: dict[str, str]) -> list[Entry]:
             "services", f"dn: {services_dn(base)}\nobjectClass: organizationalUnit\nou: services\n"
         ),
     ]
-    for name, password in passwords.items():
-        dn = service_dn(base, name)
+    accounts = [(admin_dn(base), "admin", admin_password, "writes mailboxes")]
+    accounts += [
+        (service_dn(base, name), name, password, f"bind account of {name}")
+        for name, password in passwords.items()
+    ]
+    for dn, name, password, description in accounts:
         hashed = stable_ssha(password, dn)
         entries.append(
             Entry(
-                f"service-{name}",
+                f"account-{name}",
                 f"dn: {dn}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
-                f"cn: {name}\ndescription: bind account of {name}\nuserPassword: {hashed}\n",
+                f"cn: {name}\ndescription: {description}\nuserPassword: {hashed}\n",
                 f"dn: {dn}\nchangetype: modify\nreplace: userPassword\nuserPassword: {hashed}\n",
             )
         )
@@ -171,24 +190,23 @@ def config_values(
     *,
     base: str,
     tls: TlsFiles,
-    admin_password: str | None = None,
+    peers: Sequence[str],
     provider_url: str | None = None,
     replicator_password: str | None = None,
 ) -> dict[str, str]:
-    """The values of config.ldif.j2: a provider given the admin password, else a replica.
+    """The values of config.ldif.j2: the provider, or a replica given the provider's URL.
 
-    A replica is given the provider's URL and the replicator's password; it has no root
-    password, so nobody can write to it but syncrepl.
+    The root DN is root on the host over ldapi (no password: the deploy manages slapd through
+    it); the admin is an entry whose writes the access rules accept from `peers` only. A
+    replica is given the provider's URL and the replicator's password; nobody writes to it but
+    syncrepl.
     """
-    provider = admin_password is not None
-    if not provider and (provider_url is None or replicator_password is None):
+    provider = provider_url is None
+    if not provider and replicator_password is None:
         raise DirectoryError("a replica needs the provider's URL and the replicator's password")
 
-    database = []
-    if admin_password is not None:
-        database.append(f"olcRootPW: {stable_ssha(admin_password, admin_dn(base))}")
-    database += _lines("olcDbIndex", INDEXES)
-    database += _lines("olcAccess", access_rules(base), ordered=True)
+    database = _lines("olcDbIndex", INDEXES)
+    database += _lines("olcAccess", access_rules(base, peers), ordered=True)
     database += _lines("olcLimits", limits(base), ordered=True)
     overlays = ""
     if provider:
@@ -207,7 +225,7 @@ def config_values(
         database.append(f"olcUpdateRef: {provider_url}")
     return {
         "base": base,
-        "root_dn": admin_dn(base),
+        "root_dn": LOCAL_ROOT,
         "tls_ca": tls.ca,
         "tls_cert": tls.cert,
         "tls_key": tls.key,
