@@ -121,6 +121,8 @@ class ExporterConfig:
     ca_file: str | None = None
     known_hosts: str | None = None
     snmp_user: str = SNMP_USER
+    # SNMPv3 context the agents answer in: the default (empty) one on real access points.
+    snmp_context: str = ""
     records_path: str = BACKUP_RECORDS
     # Seconds between two end-to-end mail flow rounds (they run in the background, not per scrape).
     mail_flow_interval: float = 120.0
@@ -147,6 +149,7 @@ class ExporterConfig:
                 ca_file=data.get("ca_file"),
                 known_hosts=data.get("known_hosts"),
                 snmp_user=data.get("snmp_user", SNMP_USER),
+                snmp_context=data.get("snmp_context", ""),
                 records_path=data.get("records_path", BACKUP_RECORDS),
                 mail_flow_interval=float(data.get("mail_flow_interval", 120.0)),
                 extra=data.get("extra", {}),

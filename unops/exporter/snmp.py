@@ -63,7 +63,7 @@ class ApReading:
 class SnmpPoller:
     """Reads the access points with one SNMP engine; credentials are given, never logged."""
 
-    def __init__(self, user: str, auth_key: str, priv_key: str) -> None:
+    def __init__(self, user: str, auth_key: str, priv_key: str, context_name: str = "") -> None:
         self.auth = UsmUserData(
             user,
             authKey=auth_key,
@@ -71,6 +71,8 @@ class SnmpPoller:
             authProtocol=USM_AUTH_HMAC192_SHA256,
             privProtocol=USM_PRIV_CFB128_AES,
         )
+        # SNMPv3 context; access points answer in the default (empty) one.
+        self.context_name = context_name
         self._engine: SnmpEngine | None = None
 
     @property
@@ -103,7 +105,7 @@ class SnmpPoller:
         transport = await UdpTransportTarget.create(
             (ap.address, ap.port), timeout=max(budget / 2, 0.1), retries=0
         )
-        context = ContextData()
+        context = ContextData(contextName=self.context_name)
         error, status, _, values = await get_cmd(
             self.engine,
             self.auth,
@@ -230,4 +232,4 @@ def poller_from_secrets(config: ExporterConfig) -> SnmpPoller | None:
             SNMP_PRIV_SECRET,
         )
         return None
-    return SnmpPoller(config.snmp_user, auth, priv)
+    return SnmpPoller(config.snmp_user, auth, priv, config.snmp_context)

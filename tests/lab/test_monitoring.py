@@ -1,0 +1,377 @@
+"""The monitoring deploy on the lab: Prometheus scrapes the exporter, SNMPv3 works and v2c does
+not, alerts fire and resolve, dead targets read down without stalling the scrape."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pysnmp.hlapi.v3arch.asyncio import (
+    USM_AUTH_HMAC192_SHA256,
+    USM_PRIV_CFB128_AES,
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    UsmUserData,
+    get_cmd,
+    walk_cmd,
+)
+
+from unops import PROJECT_ROOT
+from unops.deploying import DeployResult, run_deploy
+from unops.exporter import deployment
+from unops.lab import paths
+from unops.remote import run
+
+pytestmark = pytest.mark.lab
+
+MONITORING_DEPLOY = PROJECT_ROOT / "deploys" / "monitoring.py"
+HOSTS = ["mon1", "ap-ga1-01", "ap-ga1-02", "dir1", "mail1", "mail2", "mail3", "mail4", "cms1"]
+MON = "198.18.0.30"
+PROMETHEUS = f"http://{MON}:{deployment.PROMETHEUS_PORT}"
+EXPORTER = f"https://{MON}:{deployment.EXPORTER_PORT}/metrics"
+SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
+T = TypeVar("T")
+
+
+def _deploy() -> DeployResult:
+    result = run_deploy("lab", [MONITORING_DEPLOY], limit=HOSTS)
+    assert not result.failed_hosts, {
+        name: [op.error for op in host.operations if not op.success] or host.error
+        for name, host in result.hosts.items()
+    }
+    return result
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: object) -> tuple[DeployResult, DeployResult]:
+    """The monitoring deploy run twice in a row on the monitoring host and what it reads."""
+    return _deploy(), _deploy()
+
+
+def prometheus(path: str, **params: str) -> Any:
+    url = f"{PROMETHEUS}{path}?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def query(expr: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(r["metric"].items())): float(r["value"][1])
+        for r in prometheus("/api/v1/query", query=expr)["result"]
+    }
+
+
+def wait_for(what: str, check: Callable[[], T | None], deadline: float = 120) -> T:
+    """Poll `check` until it returns something; fail with `what` at the deadline."""
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"{what} did not happen within {deadline:.0f} s")
+        time.sleep(3)
+
+
+def scrape(timeout: str = "10") -> str:
+    context = ssl.create_default_context(cafile=str(paths.CA_CERT))
+    request = urllib.request.Request(
+        EXPORTER, headers={"X-Prometheus-Scrape-Timeout-Seconds": timeout}
+    )
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
+        return str(response.read().decode())
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_second_deploy_changes_nothing(deployed: tuple[DeployResult, DeployResult]) -> None:
+    """The second run of the monitoring deploy reports no change on any host."""
+    _, second = deployed
+    changed = {
+        name: [op.name for op in host.operations if op.changed]
+        for name, host in second.hosts.items()
+        if host.changed
+    }
+    assert set(second.hosts) == set(HOSTS)
+    assert second.changed == 0, changed
+
+
+def test_prometheus_scrapes_the_exporter_and_every_target_is_up(deployed: object) -> None:
+    """Prometheus' targets (the exporter over HTTPS, itself, Alertmanager) are all up."""
+
+    def all_up() -> list[dict[str, Any]] | None:
+        targets = prometheus("/api/v1/targets")["activeTargets"]
+        return targets if targets and all(t["health"] == "up" for t in targets) else None
+
+    targets = wait_for("every Prometheus target up", all_up)
+    assert {t["labels"]["job"] for t in targets} == {"unops-exporter", "prometheus", "alertmanager"}
+    exporter = next(t for t in targets if t["labels"]["job"] == "unops-exporter")
+    assert exporter["scrapeUrl"].startswith("https://")
+
+
+def test_alert_rules_are_loaded_with_their_runbooks(deployed: object) -> None:
+    """Every rule of monitors/rules is loaded by Prometheus, and the watchdog is firing."""
+    groups = prometheus("/api/v1/rules")["groups"]
+    loaded = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"MailServiceDown", "AccessPointDown", "BackupLate", "Watchdog"} <= loaded
+    alerts = wait_for(
+        "the Watchdog firing",
+        lambda: [
+            a
+            for a in prometheus("/api/v1/alerts")["alerts"]
+            if a["labels"]["alertname"] == "Watchdog" and a["state"] == "firing"
+        ],
+    )
+    assert alerts[0]["annotations"]["runbook_url"].endswith("monitors/runbooks/Watchdog.md")
+
+
+def _snmp_get(address: str, auth: Any) -> tuple[Any, list[Any]]:
+    async def get() -> tuple[Any, list[Any]]:
+        engine = SnmpEngine()
+        try:
+            transport = await UdpTransportTarget.create((address, 161), timeout=2, retries=1)
+            error, status, _, values = await get_cmd(
+                engine, auth, transport, ContextData(), ObjectType(ObjectIdentity(SYS_UPTIME))
+            )
+            return error or status, list(values)
+        finally:
+            engine.close_dispatcher()
+
+    return asyncio.run(get())
+
+
+def _usm() -> UsmUserData:
+    user, auth, priv = deployment.snmp_credentials("lab")
+    return UsmUserData(
+        user,
+        authKey=auth,
+        privKey=priv,
+        authProtocol=USM_AUTH_HMAC192_SHA256,
+        privProtocol=USM_PRIV_CFB128_AES,
+    )
+
+
+@pytest.mark.parametrize("ap", ["ap-ga1-01", "ap-ga1-02"])
+def test_snmpv3_authpriv_walk_of_the_access_point_succeeds(
+    deployed: object, lab: Any, ap: str
+) -> None:
+    """pysnmp with SHA-256 and AES reads sysUpTime and walks the interface names."""
+    address = str(lab.host(ap).address)
+    error, values = _snmp_get(address, _usm())
+    assert not error, error
+    assert int(values[0][1]) > 0
+
+    async def walk() -> list[str]:
+        engine = SnmpEngine()
+        try:
+            transport = await UdpTransportTarget.create((address, 161), timeout=2, retries=1)
+            names = []
+            async for err, status, _, rows in walk_cmd(
+                engine,
+                _usm(),
+                transport,
+                ContextData(),
+                ObjectType(ObjectIdentity(IF_DESCR)),
+                lexicographicMode=False,
+            ):
+                assert not err and not status, (err, status)
+                names += [str(value) for _, value in rows]
+            return names
+        finally:
+            engine.close_dispatcher()
+
+    assert "lo" in asyncio.run(walk())
+
+
+@pytest.mark.parametrize("ap", ["ap-ga1-01"])
+def test_v2c_public_and_noauthnopriv_get_no_answer(deployed: object, lab: Any, ap: str) -> None:
+    """A v2c request with 'public' times out; a USM user without auth and privacy is refused."""
+    address = str(lab.host(ap).address)
+    error, _ = _snmp_get(address, CommunityData("public", mpModel=1))
+    assert "timeout" in str(error).lower(), error
+    error, _ = _snmp_get(address, UsmUserData(deployment.SNMP_USER))
+    assert error, "noAuthNoPriv was answered"
+
+
+def test_promtool_check_metrics_finds_nothing_in_a_real_scrape(deployed: object) -> None:
+    """`promtool check metrics` on the exporter's live answer reports no problem at all."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: install Debian's prometheus package")
+    text = scrape()
+    assert "unops_probe_success" in text
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result
+
+
+def _alert_state(name: str, **labels: str) -> str | None:
+    for alert in prometheus("/api/v1/alerts")["alerts"]:
+        if alert["labels"]["alertname"] == name and all(
+            alert["labels"].get(k) == v for k, v in labels.items()
+        ):
+            return str(alert["state"])
+    return None
+
+
+@pytest.fixture
+def stopped_snmpd(lab: Any) -> Iterator[str]:
+    """snmpd stopped on ap-ga1-02 for the test, started again after it whatever happens."""
+    run("ap-ga1-02", "systemctl stop snmpd.service", check=True)
+    try:
+        yield "ap-ga1-02"
+    finally:
+        run("ap-ga1-02", "systemctl start snmpd.service", check=True)
+
+
+def test_access_point_down_fires_and_resolves(deployed: object, stopped_snmpd: str) -> None:
+    """snmpd stopped: unops_ap_up reads 0, AccessPointDown fires; started: it resolves."""
+    ap = stopped_snmpd
+    wait_for("unops_ap_up reading 0", lambda: query(f'unops_ap_up{{ap="{ap}"}} == 0'))
+    wait_for(
+        "AccessPointDown firing",
+        lambda: _alert_state("AccessPointDown", ap=ap) == "firing",
+        deadline=420,
+    )
+    # Other access points keep reading up: the down one does not drag the collector down.
+    assert query('unops_ap_up{ap="ap-ga1-01"}') and all(
+        v == 1.0 for v in query('unops_ap_up{ap="ap-ga1-01"}').values()
+    )
+    run(ap, "systemctl start snmpd.service", check=True)
+    wait_for("AccessPointDown resolving", lambda: _alert_state("AccessPointDown", ap=ap) is None)
+
+
+@pytest.fixture
+def stopped_postfix(lab: Any) -> Iterator[str]:
+    """Postfix stopped on mail3 for the test, started again after it whatever happens."""
+    server = "mail3"
+    if not query(f'unops_probe_success{{kind="smtp",target="{server}"}} == 1'):
+        pytest.fail(f"SMTP on {server} does not probe up before the test: deploy mail first")
+    run(server, "systemctl stop postfix.service", check=True)
+    try:
+        yield server
+    finally:
+        run(server, "systemctl start postfix.service", check=True)
+
+
+def test_postfix_stopped_reads_down_and_mail_service_down_fires_then_resolves(
+    deployed: object, stopped_postfix: str
+) -> None:
+    """Postfix stopped: the server's SMTP probes read 0 and MailServiceDown fires for them;
+    started again: they read 1 and the alert resolves."""
+    server = stopped_postfix
+    smtp_kinds = ("smtp", "submission", "submissions")
+    for kind in smtp_kinds:
+        wait_for(
+            f"{kind} on {server} reading 0",
+            lambda kind=kind: query(f'unops_probe_success{{kind="{kind}",target="{server}"}} == 0'),
+        )
+    wait_for(
+        "MailServiceDown firing",
+        lambda: _alert_state("MailServiceDown", kind="smtp", target=server) == "firing",
+        deadline=300,
+    )
+    # The other servers keep reading up.
+    assert query('unops_probe_success{kind="smtp",target="mail1"} == 1')
+    run(server, "systemctl start postfix.service", check=True)
+    wait_for(
+        "MailServiceDown resolving",
+        lambda: _alert_state("MailServiceDown", kind="smtp", target=server) is None,
+    )
+    assert query(f'unops_probe_success{{kind="smtp",target="{server}"}} == 1')
+
+
+@pytest.fixture
+def blackholed() -> Iterator[list[str]]:
+    """In mon1's network namespace, half of the lab's targets (mail1, mail2, ap-ga1-01) silently
+    dropped: their addresses map to a link-layer address nobody has, so packets go unanswered.
+    (The container itself may not change its neighbours; the control machine, root, may.)"""
+    state = json.loads(paths.STATE_FILE.read_text())
+    netns = state["hosts"]["mon1"]["netns"]
+    targets = {"mail1": "198.18.0.11", "mail2": "198.18.0.12", "ap-ga1-01": "198.18.0.60"}
+
+    def in_mon1(*command: str) -> str:
+        done = subprocess.run(
+            ["ip", "netns", "exec", netns, *command], capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    device = in_mon1("ip", "-o", "route", "get", "198.18.0.11").split(" dev ")[1].split()[0]
+    for address in targets.values():
+        in_mon1(
+            "ip",
+            "neigh",
+            "replace",
+            address,
+            "lladdr",
+            "02:00:00:00:de:ad",
+            "dev",
+            device,
+            "nud",
+            "permanent",
+        )
+    try:
+        yield list(targets)
+    finally:
+        for address in targets.values():
+            subprocess.run(
+                ["ip", "netns", "exec", netns, "ip", "neigh", "del", address, "dev", device],
+                check=False,
+            )
+
+
+def test_blackholed_targets_read_down_and_the_scrape_still_completes(
+    deployed: object, blackholed: list[str]
+) -> None:
+    """With half the targets blackholed, Prometheus' scrapes still succeed, and exactly the
+    blackholed targets' probes read 0 while the others read as they did before."""
+    before = samples(scrape(), "unops_probe_success")
+    started = time.time()
+    text = scrape()
+    after = samples(text, "unops_probe_success")
+    for labels, value in after.items():
+        target = dict(labels)["target"]
+        if target in blackholed:
+            assert value == 0.0, labels
+        else:
+            assert value == before[labels], labels
+    ap = samples(text, "unops_ap_up")
+    assert ap[(("ap", "ap-ga1-01"),)] == 0.0
+    assert ap[(("ap", "ap-ga1-02"),)] == 1.0
+
+    def scraped_since() -> dict[str, Any] | None:
+        targets = prometheus("/api/v1/targets")["activeTargets"]
+        exporter = next(t for t in targets if t["labels"]["job"] == "unops-exporter")
+        last = exporter["lastScrape"]
+        when = dt.datetime.strptime(last[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
+        return exporter if when.timestamp() > started + 1 else None
+
+    exporter = wait_for("a Prometheus scrape with the targets blackholed", scraped_since)
+    # A scrape over Prometheus' timeout is marked down with "context deadline exceeded".
+    assert exporter["health"] == "up", exporter["lastError"]
