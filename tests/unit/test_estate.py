@@ -153,6 +153,12 @@ FAULTS = {
         "ga,1,101C,conference_room,40,2,ap-ga9-01",
         "room 101C: served by unknown access point 'ap-ga9-01'",
     ),
+    "room_served_from_another_building": Fault(
+        "rooms.csv",
+        "ga,1,101C,conference_room,40,2,ap-ga1-01",
+        "ga,1,101C,conference_room,40,2,ap-cb1-01",
+        "room 101C of building 'ga' is served by ap-cb1-01, an access point of building 'cb'",
+    ),
     "unknown_room_kind": Fault(
         "rooms.csv",
         "ga,1,102P,public_area,",

@@ -176,6 +176,7 @@ def check_references(
     floors = {(b.code, floor.number) for b, _ in buildings for floor in b.floors}
     building_codes = {b.code for b, _ in buildings}
     ap_names = {ap.name for ap, _ in access_points}
+    ap_building = {ap.name: ap.building for ap, _ in access_points}
     for ap, line in access_points:
         if (ap.building, ap.floor) not in floors and not reader.was_rejected(
             "buildings.toml", ap.building
@@ -199,6 +200,14 @@ def check_references(
                 line,
             )
         for served_by in room.served_by:
+            if served_by in ap_building and ap_building[served_by] != room.building:
+                reader.problem(
+                    "rooms.csv",
+                    f"room {room.room} of building {room.building!r} is served by {served_by}, "
+                    f"an access point of building {ap_building[served_by]!r}; an access point "
+                    "serves rooms of its own building",
+                    line,
+                )
             if served_by not in ap_names and not reader.was_rejected("wifi.toml", served_by):
                 reader.problem(
                     "rooms.csv",
