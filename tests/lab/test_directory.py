@@ -375,3 +375,62 @@ def test_admin_cannot_write_from_another_host(synced: object, estate: Estate, ba
     [held] = [b for b in client.read_mailboxes(admin, base) if b.address == box.address]
     admin.unbind()
     assert held.quota_mb == box.quota_mb
+
+
+def test_dry_sync_reports_and_changes_nothing(
+    synced: object, estate: Estate, base: str, tmp_path: Path
+) -> None:
+    """`sync --dry` with one quota changed reports that change and leaves the directory alone."""
+    box = estate.mailboxes[0]
+    lines = ROSTER.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")
+    assert row[header.index("address")] == box.address
+    row[header.index("quota_mb")] = str(box.quota_mb + 1)
+    roster = tmp_path / "changed.csv"
+    roster.write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n", encoding="utf-8")
+    report = sync(roster, "--dry")
+    assert report["dry"] is True
+    assert report["changed"] == [
+        {"address": box.address, "fields": {"quota_mb": [box.quota_mb, box.quota_mb + 1]}}
+    ]
+    # Only accounts outside the roster (the probe, while its tests run) would be disabled.
+    roster_addresses = {b.address for b in estate.mailboxes}
+    disabled: Any = report["disabled"]
+    assert not [d for d in disabled if d["address"] in roster_addresses]
+    assert report["added"] == [] and report["deleted"] == []
+    admin, _ = client.admin_connection(estate, "lab")
+    [held] = [b for b in client.read_mailboxes(admin, base) if b.address == box.address]
+    admin.unbind()
+    assert held.quota_mb == box.quota_mb
+
+
+def test_status_counts_per_server_and_sees_replicas_in_sync(synced: object, estate: Estate) -> None:
+    """`unops directory status --json` counts what the directory holds and sees replicas in sync."""
+
+    def status() -> dict[str, Any]:
+        done = subprocess.run(
+            [*UNOPS, "directory", "status", "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        result: dict[str, Any] = json.loads(done.stdout)
+        result["exit"] = done.returncode
+        return result
+
+    wait_until("every replica reaching the provider's contextCSN", lambda: status()["exit"] == 0)
+    state = status()
+    # What the directory holds (the roster, and the probe account while its tests run).
+    admin, base = client.admin_connection(estate, "lab")
+    held = client.read_mailboxes(admin, base)
+    admin.unbind()
+    expected: dict[str, int] = {}
+    for box in held:
+        expected[box.server] = expected.get(box.server, 0) + 1
+    assert state["mailboxes"] == len(held) >= len(estate.mailboxes)
+    assert state["per_server"] == dict(sorted(expected.items()))
+    assert state["disabled"] == sum(1 for b in held if b.state == "disabled")
+    assert [r["name"] for r in state["replicas"]] == ["mail1", "mail2", "mail3", "mail4"]
+    assert all(r["in_sync"] for r in state["replicas"])
