@@ -145,10 +145,12 @@ if "backup" in roles:
 # this one place, is the barrier that puts the backup host's accounts before any client's
 # first connection (the repository is created below).
 # (Existence only: the directory deploy owns its mode.)
-files.directory(name="Ensure /var/lib/unops exists", path="/var/lib/unops")
+backed_up = bool(roles & {role.value for role in plan.BACKED_UP_ROLES})
+if backed_up or "backup" in roles:
+    files.directory(name="Ensure /var/lib/unops exists", path="/var/lib/unops")
 
 # --- A backed-up host: restic, the runner, its secrets and its timers --------------------------
-if roles & {role.value for role in plan.BACKED_UP_ROLES}:
+if backed_up:
     client_plan = plan.plan_for(estate, host.name, fleet)
     private_key, _ = plan.client_key(fleet, host.name)
     pinned = plan.known_hosts_lines(

@@ -130,16 +130,24 @@ def test_drill_finds_the_same_messages_and_records_it(mailbox: dict[str, bytes])
 
 
 def test_drill_reports_a_message_that_differs(mailbox: dict[str, bytes]) -> None:
-    """A message whose bytes no longer match the snapshot makes the drill fail and name it."""
+    """A message whose bytes no longer match the snapshot makes the drill fail and name it;
+    with the bytes put back, the next drill passes."""
     name = "Maildir/cur/1764720001.M2P100.mail1:2,RS"
     path = f"{MAILBOX}/{name}"
     run("mail1", f"printf 'X' | dd of={shlex.quote(path)} bs=1 seek=5 conv=notrunc", check=True)
     try:
         record = client.drill("mail1")
     finally:
-        run("mail1", f"printf 'n' | dd of={shlex.quote(path)} bs=1 seek=5 conv=notrunc", check=True)
+        original = shlex.quote(mailbox[name][5:6].decode("ascii"))
+        run(
+            "mail1",
+            f"printf {original} | dd of={shlex.quote(path)} bs=1 seek=5 conv=notrunc",
+            check=True,
+        )
     assert (record.result, record.exit_code) == ("failed", 1)
     assert "1764720001.M2P100.mail1" in record.detail and "differs" in record.detail
+    repaired = client.drill("mail1")
+    assert repaired.ok, repaired.detail
 
 
 def test_directory_drill_finds_the_same_entries(lab: object) -> None:
