@@ -9,9 +9,10 @@ at most one server is ever out of service.
 from __future__ import annotations
 
 import hashlib
-from io import StringIO
+from io import BytesIO
 
 from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -35,6 +36,8 @@ rspamd_packages = ["rspamd", "clamav-daemon", "clamav"]
 dovecot_vmail_uid = 5000
 # rspamd_dkim_dir: where the per-domain DKIM keys live on the server (readable by rspamd only).
 rspamd_dkim_dir = "/var/lib/rspamd/dkim"
+# rspamd_dkim_archive: the keys as the deploy ships them, one tar archive (root only).
+rspamd_dkim_archive = "/var/lib/rspamd/dkim-keys.tar"
 # clamav_lab_eicar: the 68-byte EICAR test file; the lab's only signature is its MD5
 # (https://www.eicar.org/download-anti-malware-testfile/).
 clamav_lab_eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -76,8 +79,13 @@ apt.packages(
     name="Install Postfix, Dovecot, rspamd and ClamAV",
     packages=postfix_packages + dovecot_packages + rspamd_packages,
     no_recommends=True,
-    # One host at a time: the lab's hosts share one package cache, and apt locks it.
+    # Wait for another apt run (another deploy, unattended upgrades) instead of failing.
+    extra_install_args="-o DPkg::Lock::Timeout=600",
+    # One host at a time: the lab's hosts share one package cache, and apt locks it; a lock
+    # held by another deploy on a neighbour is waited out by retrying.
     _serial=fleet == "lab",
+    _retries=5,
+    _retry_delay=20,
 )
 
 # Certificates: the server's own, and the CA its peers' and the replica's certificates chain to.
@@ -260,18 +268,32 @@ rspamd_ops.append(
         dkim_dir=rspamd_dkim_dir,
     )
 )
-for domain in mail_plan.domains:
-    key_path = f"{rspamd_dkim_dir}/{domain}.{dkim.SELECTOR}.key"
-    rspamd_ops.append(
-        files.put(
-            name=f"Install {key_path}",
-            src=StringIO(dkim.private_key_pem(fleet, domain)),
-            dest=key_path,
-            user="_rspamd",
-            group="_rspamd",
-            mode="600",
-        )
+# The DKIM keys travel as one archive (one checksum to compare), unpacked only when it changed.
+keys_archive = files.put(
+    name=f"Install {rspamd_dkim_archive}",
+    src=BytesIO(dkim.key_bundle(fleet, mail_plan.domains)),
+    dest=rspamd_dkim_archive,
+    user="root",
+    group="root",
+    mode="600",
+)
+rspamd_ops.append(
+    server.shell(
+        name=f"Unpack the DKIM keys into {rspamd_dkim_dir}",
+        commands=[
+            StringCommand(
+                "tar",
+                "-xf",
+                QuoteString(rspamd_dkim_archive),
+                "-C",
+                QuoteString(rspamd_dkim_dir),
+                "--no-same-owner",
+            ),
+            StringCommand("chown", "-R", "_rspamd:_rspamd", QuoteString(rspamd_dkim_dir)),
+        ],
+        _if=keys_archive.did_change,
     )
+)
 rspamd_changed = any_changed(*rspamd_ops)
 server.shell(
     name="Check the rspamd configuration", commands=["rspamadm configtest"], _if=rspamd_changed
