@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the control machine needs: the lab (debootstrap, nspawn, nftables, iproute2),
 # promtool for the alert rules' tests, restic for the backup tests' own checks.
-HOST_PACKAGES := debootstrap systemd-container nftables iproute2 prometheus restic openssh-client ldap-utils prometheus-blackbox-exporter prometheus-snmp-exporter
+HOST_PACKAGES := debootstrap systemd-container nftables iproute2 prometheus restic openssh-client ldap-utils prometheus-blackbox-exporter prometheus-snmp-exporter libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
 
 .PHONY: help setup host-packages venv lint test test-unit test-lab demo lab-up lab-down clean
 
