@@ -178,3 +178,14 @@ def test_restore_refuses_to_overwrite_live_data(tmp_path: Path) -> None:
     last = records.read_file(tmp_path / "records.jsonl", host="mail1").records[-1]
     assert (last.kind, last.result) == ("restore", "failed")
     assert "overlaps the live data" in last.detail
+
+
+def test_daily_check_shares_cover_all_data_in_any_week() -> None:
+    """Seven days in a row, from any start, read shares 1 to 7 of 7: all data once a week."""
+    import datetime as dt
+
+    runner = _runner()
+    for start in range(7):
+        first = dt.date(2026, 11, 30) + dt.timedelta(days=start)
+        shares = {runner.todays_share(first + dt.timedelta(days=n), 7) for n in range(7)}
+        assert shares == {f"{n}/7" for n in range(1, 8)}

@@ -263,3 +263,32 @@ def test_cli_refuses_an_unknown_format(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert "accepted: html, csv, pdf" in str(result.exception) + result.output
+
+
+def _week(tmp_path: Path, shares: list[int]) -> backups.BackupReport:
+    """Monday 2026-11-30 to Sunday 2026-12-06: a good backup daily, a check on share n of 7."""
+    path = tmp_path / "records" / "mail1.jsonl"
+    for n in range(7):
+        date = dt.date(2026, 11, 30) + dt.timedelta(days=n)
+        stamp = f"{date.isoformat()}T06:30:00Z"
+        chain.append(path, _record(1, time=stamp))
+        if n < len(shares):
+            chain.append(path, _record(1, "check", time=stamp, detail=f"{shares[n]}/7"))
+    chains = records.read_folder(tmp_path / "records")
+    return backups.build(chains, ["mail1"], dt.date(2026, 11, 30), dt.date(2026, 12, 6))
+
+
+def test_week_whose_checks_read_every_share_has_no_finding(tmp_path: Path) -> None:
+    """Seven passing checks reading shares 1 to 7 in one week: all data was read, nothing to do."""
+    report = _week(tmp_path, [1, 2, 3, 4, 5, 6, 7])
+    assert report.findings == []
+
+
+def test_week_that_left_a_share_unread_is_a_finding(tmp_path: Path) -> None:
+    """A week whose checks never read share 7 says which shares were read and who acts."""
+    report = _week(tmp_path, [1, 2, 3, 4, 5, 6, 6])
+    assert [f.text for f in report.findings] == [
+        "mail1 on 2026-11-30: expected verification reading all the data in the week from this "
+        "Monday; the passing checks read only shares [1, 2, 3, 4, 5, 6] of 7; part of the data "
+        "went unread (check unops-backup-check.timer). ops engineer acts."
+    ]

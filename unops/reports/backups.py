@@ -172,6 +172,34 @@ def _day_row(host: str, day: dt.date, today: list[BackupRecord]) -> DayRow:
     )
 
 
+def _coverage(host: str, found: list[BackupRecord], days: list[dt.date]) -> list[Finding]:
+    """Each full week (Monday to Sunday) in the period must have read every share of the data."""
+    findings = []
+    for monday in (d for d in days if d.weekday() == 0 and d + dt.timedelta(days=6) <= days[-1]):
+        week = {monday + dt.timedelta(days=n) for n in range(7)}
+        shares: dict[int, set[int]] = {}
+        for record in found:
+            part, _, total = record.detail.partition("/")
+            counted = record.kind == "check" and record.ok and record.day in week
+            if counted and part.isdigit() and total.isdigit():
+                shares.setdefault(int(total), set()).add(int(part))
+        if any(parts >= set(range(1, total + 1)) for total, parts in shares.items()):
+            continue
+        read = ", ".join(f"{sorted(p)} of {t}" for t, p in sorted(shares.items())) or "none"
+        findings.append(
+            Finding(
+                host,
+                monday,
+                "failure",
+                "verification reading all the data in the week from this Monday",
+                f"the passing checks read only shares {read}; part of the data went unread "
+                "(check unops-backup-check.timer)",
+                OPS,
+            )
+        )
+    return findings
+
+
 def build(
     chains: Mapping[str, HostRecords],
     hosts: Sequence[str],
@@ -215,6 +243,7 @@ def build(
             row = _day_row(host, day, by_day.get(day, []))
             report.rows.append(row)
             report.findings.extend(row.findings)
+        report.findings.extend(_coverage(host, chain.records, report.days))
     # Gaps and failures first; then the rest, both by host and day: a stable order.
     order = {"chain": 0, "gap": 1, "failure": 2}
     report.findings.sort(key=lambda f: (order[f.kind], names.index(f.host), f.day or dt.date.min))
