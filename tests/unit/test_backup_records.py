@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.machinery
 import importlib.util
 import json
@@ -182,8 +183,6 @@ def test_restore_refuses_to_overwrite_live_data(tmp_path: Path) -> None:
 
 def test_daily_check_shares_cover_all_data_in_any_week() -> None:
     """Seven days in a row, from any start, read shares 1 to 7 of 7: all data once a week."""
-    import datetime as dt
-
     runner = _runner()
     for start in range(7):
         first = dt.date(2026, 11, 30) + dt.timedelta(days=start)
