@@ -6,6 +6,7 @@ import asyncio
 import socket
 import threading
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,26 @@ def test_index_page_does_not_probe(tmp_path: Path) -> None:
     body = b"".join(app({"PATH_INFO": "/"}, lambda s, h: status.append(s)))
     assert status == ["200 OK"] and b"/metrics" in body
     assert exporter.self_collector.results == {}
+
+
+class Slow(SourceCollector):
+    name = "slow"
+    rounds = 0
+
+    async def gather(self, budget: float) -> list[Metric]:
+        Slow.rounds += 1
+        await asyncio.sleep(0.5)
+        return []
+
+
+def test_overlapping_scrapes_share_the_running_round() -> None:
+    """Two scrapes at once run one round between them and both get its results."""
+    exporter = Exporter([Slow()])
+    Slow.rounds = 0
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            outputs = list(pool.map(lambda _: exporter.scrape(2.0), range(2)))
+    finally:
+        exporter.stop()
+    assert Slow.rounds == 1
+    assert all(value(out, "unops_collector_success", collector="slow") == 1.0 for out in outputs)

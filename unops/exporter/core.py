@@ -231,9 +231,20 @@ class Exporter:
         await asyncio.gather(*(self._run_one(c, budget) for c in self.collectors))
 
     def refresh(self, budget: float) -> None:
-        """Run one round of every collector on the loop thread; wait at most the budget."""
+        """Run one round of every collector on the loop thread; wait at most the budget.
+
+        Scrapes that overlap (two Prometheus servers, a person with curl) share the round that
+        is running rather than queueing new rounds behind it past their own deadlines.
+        """
         self.start()
-        with self._round_lock:
+        if not self._round_lock.acquire(blocking=False):
+            # A round is running: its results, when it ends, are as fresh as a new round's.
+            if self._round_lock.acquire(timeout=budget):
+                self._round_lock.release()
+            else:
+                log.warning("the running probe round outlasted this scrape; serving the last")
+            return
+        try:
             future = asyncio.run_coroutine_threadsafe(self.run_round(budget), self.loop)
             try:
                 # The collectors' own deadlines end the round; this wait is the safety net.
@@ -241,6 +252,8 @@ class Exporter:
             except FutureTimeout:
                 future.cancel()
                 log.warning("probe round overran %.1f s; serving what was gathered", budget)
+        finally:
+            self._round_lock.release()
 
     def scrape(self, budget: float) -> bytes:
         """Fresh metrics in the Prometheus text format, within `budget` plus a small margin."""
