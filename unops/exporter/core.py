@@ -30,7 +30,7 @@ T = TypeVar("T")
 # Seconds kept back from Prometheus' scrape timeout for rendering and the network.
 SCRAPE_MARGIN = 0.5
 # Budget of a round when the request carries no timeout header (curl, a browser).
-DEFAULT_BUDGET = 1.5
+DEFAULT_BUDGET = 1.0
 # No probe gets less than this, however short the scrape timeout.
 MIN_BUDGET = 0.2
 # Share of the round's budget given to the probes; the rest lets a collector that honours its
