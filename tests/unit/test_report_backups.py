@@ -292,3 +292,49 @@ def test_week_that_left_a_share_unread_is_a_finding(tmp_path: Path) -> None:
         "Monday; the passing checks read only shares [1, 2, 3, 4, 5, 6] of 7; part of the data "
         "went unread (check unops-backup-check.timer). ops engineer acts."
     ]
+
+
+def test_records_cut_off_the_end_are_found_with_the_previous_heads(tmp_path: Path) -> None:
+    """Records cut off the end leave a consistent chain; the previous report's heads show it."""
+    path = _mail1_chain(tmp_path)
+    heads = _report(tmp_path).heads()
+    assert heads["mail1"]["seq"] == 8
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines[:6]) + "\n", encoding="utf-8")
+    chains = records.read_folder(tmp_path / "records")
+    assert chains["mail1"].intact  # on its own, the shorter chain looks consistent
+    report = backups.build(chains, ["mail1"], START, END, heads)
+    assert not report.chains_intact
+    assert "the chain now ends at seq 6; records were removed from its end" in (
+        report.findings[0].text
+    )
+    assert backups.build(
+        records.read_folder(tmp_path / "records"), ["mail1"], START, END, _report(tmp_path).heads()
+    ).chains_intact
+
+
+def test_cli_saves_heads_and_the_next_report_checks_them(tmp_path: Path) -> None:
+    """--save-heads then --previous-heads: an untouched chain passes, a truncated one is named."""
+    path = _mail1_chain(tmp_path)
+    heads = tmp_path / "heads.json"
+    base = [
+        "report",
+        "backups",
+        "--from",
+        "2026-12-01",
+        "--to",
+        "2026-12-05",
+        "--format",
+        "csv",
+        "--records",
+        str(tmp_path / "records"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    first = CliRunner().invoke(cli, [*base, "--save-heads", str(heads)])
+    assert json.loads(heads.read_text())["mail1"]["seq"] == 8, first.output
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    second = CliRunner().invoke(cli, [*base, "--previous-heads", str(heads)])
+    assert "record chains BROKEN" in second.output
+    assert "earlier report saw record seq 8" in second.output

@@ -58,10 +58,17 @@ class HostRecords:
     records: list[BackupRecord] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     head: str = chain.GENESIS
+    # The digest of each record's line by seq: a later reader checks that a head it saw before
+    # is still there (records cut off the end leave a chain that is otherwise consistent).
+    digests: dict[int, str] = field(default_factory=dict)
 
     @property
     def intact(self) -> bool:
         return not self.problems
+
+    @property
+    def last_seq(self) -> int:
+        return max(self.digests, default=0)
 
 
 def _int_or_none(raw: Mapping[str, Any], key: str) -> int | None:
@@ -116,6 +123,8 @@ def parse_lines(host: str, lines: Iterable[str]) -> HostRecords:
     report = chain.verify_lines(lines)
     result = HostRecords(host=host, problems=list(report.problems), head=report.head)
     for raw in report.records:
+        if isinstance(raw.get("seq"), int):
+            result.digests[raw["seq"]] = chain.digest(chain.canonical(raw))
         try:
             record = parse_record(raw)
         except (ValueError, KeyError, TypeError) as exc:

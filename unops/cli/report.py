@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import click
 
@@ -20,6 +21,20 @@ def _date(value: str, option: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise BackupError(f"{option} {value!r} is not a date; expected YYYY-MM-DD") from None
+
+
+def _read_heads(path: Path | None) -> dict[str, dict[str, Any]] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BackupError(f"--previous-heads {path}: cannot read it as JSON: {exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise BackupError(
+            f"--previous-heads {path}: expected {{host: {{seq, head}}}} as written by --save-heads"
+        )
+    return data
 
 
 @click.group("report")
@@ -52,6 +67,16 @@ def command() -> None:
     help="Folder to write the report files into.",
 )
 @click.option(
+    "--previous-heads",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Chain heads an earlier report saved (--save-heads): records cut off since are found.",
+)
+@click.option(
+    "--save-heads",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write each chain's last seq and head digest to this JSON file, for the next report.",
+)
+@click.option(
     "--inventory",
     type=click.Choice(["lab", "production"]),
     default="lab",
@@ -59,7 +84,14 @@ def command() -> None:
     help="Which fleet's hosts to read the records from (without --records).",
 )
 def backups_report(
-    start: str, end: str, formats: str, records_dir: Path | None, out_dir: Path, inventory: str
+    start: str,
+    end: str,
+    formats: str,
+    records_dir: Path | None,
+    out_dir: Path,
+    previous_heads: Path | None,
+    save_heads: Path | None,
+    inventory: str,
 ) -> None:
     """Per host and day: backup status, snapshot, size, duration, verification and drill.
 
@@ -79,7 +111,7 @@ def backups_report(
         chains = records.read_folder(records_dir)
     else:
         chains = {host: client.fetch_records(host, cast(Fleet, inventory)) for host in hosts}
-    report = backups.build(chains, hosts, first, last)
+    report = backups.build(chains, hosts, first, last, _read_heads(previous_heads))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for fmt in wanted:
@@ -87,6 +119,9 @@ def backups_report(
         path = out_dir / f"backups-{first}-{last}.{fmt}"
         path.write_bytes(data)
         click.echo(f"{path}  sha256 {render.digest(data)}")
+    if save_heads is not None:
+        save_heads.write_text(json.dumps(report.heads(), indent=2, sort_keys=True) + "\n")
+        click.echo(f"{save_heads}  chain heads for the next report")
     state = "intact" if report.chains_intact else "BROKEN"
     click.echo(
         f"{len(report.hosts)} hosts, {len(report.days)} days: {report.gaps} gaps, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from unops.backup.records import BackupRecord, HostRecords
 from unops.errors import BackupError
@@ -70,6 +71,7 @@ class ChainSummary:
     intact: bool
     head: str
     problems: tuple[str, ...]
+    last_seq: int = 0
 
 
 @dataclass
@@ -100,6 +102,10 @@ class BackupReport:
     @property
     def chains_intact(self) -> bool:
         return all(chain.intact for chain in self.chains)
+
+    def heads(self) -> dict[str, dict[str, int | str]]:
+        """Each chain's last seq and head digest, for the next report's `previous_heads`."""
+        return {c.host: {"seq": c.last_seq, "head": c.head} for c in self.chains}
 
 
 def _last(found: list[BackupRecord]) -> BackupRecord | None:
@@ -172,6 +178,25 @@ def _day_row(host: str, day: dt.date, today: list[BackupRecord]) -> DayRow:
     )
 
 
+def _lost_head(chain: HostRecords, previous: Mapping[str, Any] | None) -> list[str]:
+    if not previous:
+        return []
+    seq, head = previous.get("seq"), previous.get("head")
+    if not isinstance(seq, int) or seq == 0:
+        return []
+    if seq not in chain.digests:
+        return [
+            f"an earlier report saw record seq {seq} (digest {head}), but the chain now ends at "
+            f"seq {chain.last_seq}; records were removed from its end"
+        ]
+    if chain.digests[seq] != head:
+        return [
+            f"record seq {seq} no longer has the digest an earlier report saw ({head}); "
+            "the chain was rewritten"
+        ]
+    return []
+
+
 def _coverage(host: str, found: list[BackupRecord], days: list[dt.date]) -> list[Finding]:
     """Each full week (Monday to Sunday) in the period must have read every share of the data."""
     findings = []
@@ -205,11 +230,14 @@ def build(
     hosts: Sequence[str],
     start: dt.date,
     end: dt.date,
+    previous_heads: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> BackupReport:
     """The report of `hosts` from `start` to `end` (both included, UTC days).
 
     A host in `hosts` without a chain in `chains` has a gap every day; a chain of a host not
-    in `hosts` is reported too, so that nothing fetched is silently left out.
+    in `hosts` is reported too, so that nothing fetched is silently left out. With
+    `previous_heads` (an earlier report's `heads()`), a chain that no longer holds the head an
+    earlier report saw is broken: records were cut off its end or rewritten.
     """
     if end < start:
         raise BackupError(f"--to {end} is before --from {start}; give the earlier date first")
@@ -221,10 +249,13 @@ def build(
     names = list(dict.fromkeys([*hosts, *sorted(chains)]))
     for host in names:
         chain = chains.get(host, HostRecords(host=host))
+        problems = list(chain.problems) + _lost_head(chain, (previous_heads or {}).get(host))
         report.chains.append(
-            ChainSummary(host, len(chain.records), chain.intact, chain.head, tuple(chain.problems))
+            ChainSummary(
+                host, len(chain.records), not problems, chain.head, tuple(problems), chain.last_seq
+            )
         )
-        for problem in chain.problems:
+        for problem in problems:
             report.findings.append(
                 Finding(
                     host,
