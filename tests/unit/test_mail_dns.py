@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,17 @@ def test_lab_records_are_rewritten_only_when_they_change(tmp_path: Path) -> None
     assert len(entries) == 6 * len(estate.mail_domains)
     assert set(entries[0]) == {"name", "type", "value", "ttl"}
     assert dns.write_lab_records(estate, tmp_path) == (path, False)
+
+
+def test_key_bundle_is_the_same_bytes_for_the_same_keys() -> None:
+    """The DKIM key archive only changes when a key does, so a second deploy copies nothing."""
+    domains = ["no.missions.example", "af.missions.example"]
+    first = dkim.key_bundle("lab", domains)
+    assert dkim.key_bundle("lab", list(reversed(domains))) == first
+    with tarfile.open(fileobj=io.BytesIO(first)) as archive:
+        members = archive.getmembers()
+    assert [m.name for m in members] == [
+        "af.missions.example.unops1.key",
+        "no.missions.example.unops1.key",
+    ]
+    assert all(m.mode == 0o600 for m in members)

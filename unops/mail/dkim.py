@@ -42,7 +42,8 @@ def secret_name(domain: str) -> str:
 
 def private_key_pem(fleet: str, domain: str) -> str:
     """The domain's private key (PEM), generated on first use and the same ever after."""
-    return get_or_create(fleet, secret_name(domain), _new_key) + "\n"
+    # get_or_create gives a new value as made and a kept one without its final newline.
+    return get_or_create(fleet, secret_name(domain), _new_key).rstrip("\n") + "\n"
 
 
 def public_key_record(fleet: str, domain: str) -> str:
