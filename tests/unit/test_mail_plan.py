@@ -10,7 +10,7 @@ import pytest
 from unops import PROJECT_ROOT
 from unops.errors import DeployError
 from unops.estate import load_estate
-from unops.mail import plan
+from unops.mail import plan, tls
 
 TEMPLATES = PROJECT_ROOT / "deploys" / "templates"
 
@@ -163,3 +163,18 @@ def test_templates_only_substitute() -> None:
         for path in Path(TEMPLATES / service).rglob("*.j2"):
             text = path.read_text(encoding="utf-8")
             assert "{%" not in text, f"{path} has template logic"
+
+
+def test_production_certificate_must_be_named_in_host_data(tmp_path: Path) -> None:
+    """In production a missing certificate file stops the deploy, naming the host data field."""
+    with pytest.raises(DeployError, match=r"mail1\.ict\.example: host data 'mail_tls_cert'"):
+        tls.certificate_files("production", "mail1.ict.example", {})
+    files = {}
+    for field in ("mail_tls_cert", "mail_tls_key", "mail_tls_ca"):
+        files[field] = tmp_path / f"{field}.pem"
+        files[field].write_text("PEM\n")
+    assert tls.certificate_files("production", "mail1.ict.example", files) == (
+        files["mail_tls_cert"],
+        files["mail_tls_key"],
+        files["mail_tls_ca"],
+    )
