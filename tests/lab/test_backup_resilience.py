@@ -72,7 +72,7 @@ def host(lab: object) -> Iterator[str]:
     """mail2, with its backup deployed; the test data is removed at the end."""
     _deploy(["backup1", HOST])
     yield HOST
-    run(HOST, ["rm", "-rf", "--", DATA])
+    run(HOST, ["rm", "-rf", "--", DATA, "/var/tmp/unops-kill.out"])
 
 
 def _fresh_data() -> None:

@@ -188,3 +188,19 @@ def test_daily_check_shares_cover_all_data_in_any_week() -> None:
         first = dt.date(2026, 11, 30) + dt.timedelta(days=start)
         shares = {runner.todays_share(first + dt.timedelta(days=n), 7) for n in range(7)}
         assert shares == {f"{n}/7" for n in range(1, 8)}
+
+
+def test_restore_of_a_path_the_snapshot_lacks_fails(tmp_path: Path) -> None:
+    """Restoring a path that no snapshot holds is a failure that says so, not an empty success."""
+    config = str(_restic_config(tmp_path))
+    runner = _runner()
+    runner.main(["--config", config, "init"])
+    runner.main(["--config", config, "backup"])
+    target = tmp_path / "out"
+    code = runner.main(
+        ["--config", config, "restore", "--path", "/nowhere/ana", "--to", str(target)]
+    )
+    assert code == 1
+    last = records.read_file(tmp_path / "records.jsonl", host="mail1").records[-1]
+    assert (last.kind, last.result, last.files) == ("restore", "failed", 0)
+    assert last.detail == f"snapshot {last.snapshot} holds nothing under /nowhere/ana"
