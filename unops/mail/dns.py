@@ -29,6 +29,10 @@ MTA_STS_MAX_AGE = 604800
 LAB_RECORDS_FILE = "mail.json"
 
 
+# The estate whose records were last written to each file, in this process.
+_published: dict[Path, Estate] = {}
+
+
 @dataclass(frozen=True)
 class DnsRecord:
     name: str
@@ -106,8 +110,12 @@ def all_records(estate: Estate, fleet: str) -> list[DnsRecord]:
 
 def write_lab_records(estate: Estate, records_dir: Path) -> tuple[Path, bool]:
     """Write every domain's records where the lab resolver reads them; True if the file changed."""
-    body = json.dumps([asdict(r) for r in all_records(estate, "lab")], indent=1) + "\n"
     path = records_dir / LAB_RECORDS_FILE
+    # The deploy plans each mail server in one process: the records are the same for all four.
+    if _published.get(path) == estate:
+        return path, False
+    body = json.dumps([asdict(r) for r in all_records(estate, "lab")], indent=1) + "\n"
+    _published[path] = estate
     if path.exists() and path.read_text(encoding="utf-8") == body:
         return path, False
     records_dir.mkdir(parents=True, exist_ok=True)
