@@ -9,10 +9,12 @@ at most one server is ever out of service.
 from __future__ import annotations
 
 import hashlib
-from io import BytesIO
+from io import BytesIO, StringIO
 
+import jinja2
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
+from pyinfra.facts.files import Sha1File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -25,6 +27,8 @@ from unops.secrets import password
 TEMPLATES = PROJECT_ROOT / "deploys" / "templates"
 
 # Deploy defaults.
+# postfix_staging_dir: where main.cf and master.cf are checked before they are installed.
+postfix_staging_dir = "/etc/postfix/unops-staged"
 # postfix_packages: Postfix with its LDAP lookup tables.
 postfix_packages = ["postfix", "postfix-ldap"]
 # dovecot_packages: IMAP, LMTP delivery and the LDAP passdb/userdb.
@@ -57,6 +61,13 @@ if fleet == "lab":
     # The lab's resolver serves the records production would publish (SPF, DKIM, DMARC...),
     # so that the servers check each other's mail as they would on the internet.
     dns.write_lab_records(estate, paths.DNS_RECORDS_DIR)
+
+
+def render(service: str, path: str, **data: object) -> str:
+    """templates/<service><path>.j2 rendered here, as files.template would on the host."""
+    source = (TEMPLATES / service / f"{path.lstrip('/')}.j2").read_text(encoding="utf-8")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.from_string(source).render(**common, **data)
 
 
 def template(path: str, service: str, mode: str = "644", group: str = "root", **data: object):
@@ -115,9 +126,53 @@ files.directory(
 
 # --- Postfix ---------------------------------------------------------------------------------
 postfix_pw = password(fleet, "ldap/postfix")
+# main.cf and master.cf are read by every new Postfix process, so they are staged beside the
+# live ones, checked there (`postfix -c`), and only then installed. The live files are compared
+# too, so that a check that failed on an earlier run is tried again rather than forgotten.
+postfix_staged = []
+for name, data in (("main.cf", {"milter": plan.RSPAMD_MILTER}), ("master.cf", {})):
+    content = render("postfix", f"/etc/postfix/{name}", **data)
+    live = host.get_fact(Sha1File, path=f"/etc/postfix/{name}")
+    postfix_staged.append(
+        (
+            name,
+            live != hashlib.sha1(content.encode()).hexdigest(),
+            files.put(
+                name=f"Stage {postfix_staging_dir}/{name}",
+                src=StringIO(content),
+                dest=f"{postfix_staging_dir}/{name}",
+                mode="644",
+            ),
+        )
+    )
+postfix_live_differs = any(differs for _, differs, _ in postfix_staged)
+postfix_stage_changed = any_changed(*(op for _, _, op in postfix_staged))
+
+
+def postfix_install_needed() -> bool:
+    return postfix_live_differs or postfix_stage_changed()
+
+
+server.shell(
+    name=f"Check the staged Postfix configuration in {postfix_staging_dir}",
+    commands=[StringCommand("postfix", "-c", QuoteString(postfix_staging_dir), "check")],
+    _if=postfix_install_needed,
+)
+postfix_install = server.shell(
+    name="Install /etc/postfix/main.cf and /etc/postfix/master.cf",
+    commands=[
+        StringCommand(
+            "install",
+            "-m",
+            "644",
+            QuoteString(f"{postfix_staging_dir}/{name}"),
+            QuoteString(f"/etc/postfix/{name}"),
+        )
+        for name, _, _ in postfix_staged
+    ],
+    _if=postfix_install_needed,
+)
 postfix_ops = [
-    template("/etc/postfix/main.cf", "postfix", milter=plan.RSPAMD_MILTER),
-    template("/etc/postfix/master.cf", "postfix"),
     template("/etc/postfix/mission_domains", "postfix"),
     template("/etc/postfix/tls_policy", "postfix"),
     files.directory(
@@ -134,9 +189,9 @@ for table in ("mailboxes", "transport", "senders"):
             bind_pw=postfix_pw,
         )
     )
-postfix_changed = any_changed(*postfix_ops, *tls_ops)
+postfix_changed = any_changed(postfix_install, *postfix_ops, *tls_ops)
 # Settings such as inet_protocols take effect only on a restart; the tables, on a reload.
-postfix_restart = any_changed(postfix_ops[0], postfix_ops[1], *tls_ops)
+postfix_restart = any_changed(postfix_install, *tls_ops)
 server.shell(
     name="Check the Postfix configuration", commands=["postfix check"], _if=postfix_changed
 )
