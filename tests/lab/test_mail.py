@@ -26,6 +26,8 @@ from test_mail_support import (
 )
 
 from unops.deploying import DeployResult
+from unops.estate import load_estate
+from unops.remote import run
 
 pytestmark = pytest.mark.lab
 
@@ -144,3 +146,12 @@ def test_wrong_password_is_refused_on_every_server(people: dict[str, User]) -> N
                 client.login(user.address, user.password + "x")
         finally:
             client.shutdown()
+
+
+def test_quota_comes_from_the_directory(people: dict[str, User]) -> None:
+    """Dovecot enforces the mailbox's unopsQuotaMB from the directory (no quota is set locally)."""
+    user = people["mail2"]
+    box = next(b for b in load_estate().mailboxes if b.address == user.address)
+    done = run("mail2", ["doveadm", "-f", "flow", "quota", "get", "-u", user.address], check=True)
+    storage = next(line for line in done.stdout.splitlines() if "Type=STORAGE" in line)
+    assert f"Limit={box.quota_mb * 1024} " in storage, storage
