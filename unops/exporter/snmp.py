@@ -24,8 +24,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
     UdpTransportTarget,
     UsmUserData,
     bulk_cmd,
-    get_cmd,
 )
+from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
 from unops.exporter.config import (
     SNMP_AUTH_SECRET,
@@ -38,15 +38,19 @@ from unops.exporter.core import SourceCollector
 
 log = logging.getLogger(__name__)
 
-SYS_UPTIME = "1.3.6.1.2.1.1.3.0"  # SNMPv2-MIB::sysUpTime.0, hundredths of a second
-IF_NUMBER = "1.3.6.1.2.1.2.1.0"  # IF-MIB::ifNumber.0
+SYS_UPTIME_COLUMN = "1.3.6.1.2.1.1.3"  # SNMPv2-MIB::sysUpTime
+SYS_UPTIME = SYS_UPTIME_COLUMN + ".0"  # its one instance, hundredths of a second
 IF_DESCR = "1.3.6.1.2.1.2.2.1.2"  # IF-MIB::ifDescr
 IF_TYPE = "1.3.6.1.2.1.2.2.1.3"  # IF-MIB::ifType
 IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8"  # IF-MIB::ifOperStatus, 1 = up
 # IANAifType ieee80211: the radios of an access point.
 IF_TYPE_RADIO = 71
-# Most interfaces read in one GETBULK; an access point has a handful.
-MAX_INTERFACES = 64
+# What an agent answers where it has no value.
+EMPTY_VALUES = (EndOfMibView, NoSuchInstance, NoSuchObject)
+# Rows asked for in one GETBULK: an access point has a handful of interfaces.
+BULK_REPETITIONS = 8
+# Most interfaces read from one access point.
+MAX_INTERFACES = 256
 
 
 @dataclass
@@ -94,48 +98,59 @@ class SnmpPoller:
             reading = await asyncio.wait_for(self._read(ap, budget), timeout=budget)
         except TimeoutError:
             return ApReading(ap.target, False, time.monotonic() - started, error="timed out")
-        except (OSError, SnmpAnswerError) as exc:
+        except Exception as exc:
+            # Whatever the agent answers wrong, the access point reads as down with the reason.
             log.debug("access point %s is down: %s", ap.target, exc)
             return ApReading(ap.target, False, time.monotonic() - started, error=str(exc))
         reading.duration = time.monotonic() - started
         return reading
 
     async def _read(self, ap: AccessPointTarget, budget: float) -> ApReading:
-        # Two requests fit in the budget: one GET, one GETBULK; pysnmp retries within each.
+        # One GETBULK per access point in the common case: sysUpTime as its non-repeater (the
+        # next OID after the column is sysUpTime.0) and the interface columns as repeaters;
+        # more only for an agent with more interfaces than one request carries.
         transport = await UdpTransportTarget.create(
-            (ap.address, ap.port), timeout=max(budget / 2, 0.1), retries=0
+            (ap.address, ap.port), timeout=max(budget, 0.1), retries=0
         )
         context = ContextData(contextName=self.context_name)
-        error, status, _, values = await get_cmd(
-            self.engine,
-            self.auth,
-            transport,
-            context,
-            ObjectType(ObjectIdentity(SYS_UPTIME)),
-            ObjectType(ObjectIdentity(IF_NUMBER)),
-            lookupMib=False,
-        )
-        check(error, status)
-        uptime = float(int(values[0][1])) / 100.0
-        count = min(int(values[1][1]), MAX_INTERFACES)
         columns = (IF_DESCR, IF_TYPE, IF_OPER_STATUS)
-        error, status, _, table = await bulk_cmd(
-            self.engine,
-            self.auth,
-            transport,
-            context,
-            0,
-            count,
-            *(ObjectType(ObjectIdentity(column)) for column in columns),
-            lookupMib=False,
-        )
-        check(error, status)
+        starts: tuple[str, ...] = columns
+        uptime: float | None = None
         rows: dict[str, dict[str, object]] = {}
-        for name, value in table:
-            oid = str(name)
-            for column in columns:
-                if oid.startswith(column + "."):
-                    rows.setdefault(oid[len(column) + 1 :], {})[column] = value
+        while len(rows) < MAX_INTERFACES:
+            first = uptime is None
+            non_repeaters = (ObjectType(ObjectIdentity(SYS_UPTIME_COLUMN)),) if first else ()
+            error, status, _, table = await bulk_cmd(
+                self.engine,
+                self.auth,
+                transport,
+                context,
+                len(non_repeaters),
+                BULK_REPETITIONS,
+                *non_repeaters,
+                *(ObjectType(ObjectIdentity(oid)) for oid in starts),
+                lookupMib=False,
+            )
+            check(error, status)
+            varbinds = list(table)
+            if first:
+                name, value = varbinds.pop(0)
+                if str(name) != SYS_UPTIME:
+                    raise SnmpAnswerError(f"no sysUpTime.0 in the answer (got {name})")
+                uptime = float(int(value)) / 100.0
+            last: dict[str, str] = {}
+            for name, value in varbinds:
+                if isinstance(value, EMPTY_VALUES):
+                    continue  # past the end of the agent's tree, or a hole in its table
+                oid = str(name)
+                for column in columns:
+                    if oid.startswith(column + "."):
+                        rows.setdefault(oid[len(column) + 1 :], {})[column] = value
+                        last[column] = oid
+            # Done when a column ran out inside this answer (the agent went past the table).
+            if len(last) < len(columns) or len(varbinds) < BULK_REPETITIONS * len(columns):
+                break
+            starts = tuple(last[column] for column in columns)
         interfaces: dict[str, tuple[bool, bool]] = {}
         for row in rows.values():
             if IF_DESCR in row and IF_OPER_STATUS in row:
