@@ -14,6 +14,7 @@ from io import BytesIO, StringIO
 import jinja2
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
+from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import Sha1File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
@@ -29,6 +30,8 @@ TEMPLATES = PROJECT_ROOT / "deploys" / "templates"
 # Deploy defaults.
 # postfix_staging_dir: where main.cf and master.cf are checked before they are installed.
 postfix_staging_dir = "/etc/postfix/unops-staged"
+# dovecot_staging_dir: where dovecot.conf is checked before it is installed.
+dovecot_staging_dir = "/etc/dovecot/unops-staged"
 # postfix_packages: Postfix with its LDAP lookup tables.
 postfix_packages = ["postfix", "postfix-ldap"]
 # dovecot_packages: IMAP, LMTP delivery and the LDAP passdb/userdb.
@@ -84,6 +87,52 @@ def template(path: str, service: str, mode: str = "644", group: str = "root", **
     )
 
 
+def staged_install(
+    service: str, staging_dir: str, contents: dict[str, str], check: StringCommand
+) -> OperationMeta:
+    """Stage `contents` (live path -> text) in `staging_dir`, run `check` there, then install.
+
+    For files a running service may read at any moment: a bad one never replaces a good one.
+    The live files are compared too, so that a check that failed on an earlier run is tried
+    again on the next rather than forgotten. Returns the install operation.
+    """
+    stage_ops = []
+    live_differs = False
+    for live_path, content in contents.items():
+        live = host.get_fact(Sha1File, path=live_path)
+        live_differs |= live != hashlib.sha1(content.encode()).hexdigest()
+        staged_path = f"{staging_dir}/{live_path.rsplit('/', 1)[1]}"
+        stage_ops.append(
+            files.put(
+                name=f"Stage {staged_path}", src=StringIO(content), dest=staged_path, mode="644"
+            )
+        )
+    stage_changed = any_changed(*stage_ops)
+
+    def needed() -> bool:
+        return live_differs or stage_changed()
+
+    server.shell(
+        name=f"Check the staged {service} configuration in {staging_dir}",
+        commands=[check],
+        _if=needed,
+    )
+    return server.shell(
+        name=f"Install {' and '.join(contents)}",
+        commands=[
+            StringCommand(
+                "install",
+                "-m",
+                "644",
+                QuoteString(f"{staging_dir}/{path.rsplit('/', 1)[1]}"),
+                QuoteString(path),
+            )
+            for path in contents
+        ],
+        _if=needed,
+    )
+
+
 # Packages: installed once; later runs find them present and change nothing.
 apt.update(name="Update the apt cache", cache_time=24 * 3600)
 apt.packages(
@@ -126,51 +175,17 @@ files.directory(
 
 # --- Postfix ---------------------------------------------------------------------------------
 postfix_pw = password(fleet, "ldap/postfix")
-# main.cf and master.cf are read by every new Postfix process, so they are staged beside the
-# live ones, checked there (`postfix -c`), and only then installed. The live files are compared
-# too, so that a check that failed on an earlier run is tried again rather than forgotten.
-postfix_staged = []
-for name, data in (("main.cf", {"milter": plan.RSPAMD_MILTER}), ("master.cf", {})):
-    content = render("postfix", f"/etc/postfix/{name}", **data)
-    live = host.get_fact(Sha1File, path=f"/etc/postfix/{name}")
-    postfix_staged.append(
-        (
-            name,
-            live != hashlib.sha1(content.encode()).hexdigest(),
-            files.put(
-                name=f"Stage {postfix_staging_dir}/{name}",
-                src=StringIO(content),
-                dest=f"{postfix_staging_dir}/{name}",
-                mode="644",
-            ),
-        )
-    )
-postfix_live_differs = any(differs for _, differs, _ in postfix_staged)
-postfix_stage_changed = any_changed(*(op for _, _, op in postfix_staged))
-
-
-def postfix_install_needed() -> bool:
-    return postfix_live_differs or postfix_stage_changed()
-
-
-server.shell(
-    name=f"Check the staged Postfix configuration in {postfix_staging_dir}",
-    commands=[StringCommand("postfix", "-c", QuoteString(postfix_staging_dir), "check")],
-    _if=postfix_install_needed,
-)
-postfix_install = server.shell(
-    name="Install /etc/postfix/main.cf and /etc/postfix/master.cf",
-    commands=[
-        StringCommand(
-            "install",
-            "-m",
-            "644",
-            QuoteString(f"{postfix_staging_dir}/{name}"),
-            QuoteString(f"/etc/postfix/{name}"),
-        )
-        for name, _, _ in postfix_staged
-    ],
-    _if=postfix_install_needed,
+# main.cf and master.cf are read by every new Postfix process: staged and checked first.
+postfix_install = staged_install(
+    "Postfix",
+    postfix_staging_dir,
+    {
+        "/etc/postfix/main.cf": render(
+            "postfix", "/etc/postfix/main.cf", milter=plan.RSPAMD_MILTER
+        ),
+        "/etc/postfix/master.cf": render("postfix", "/etc/postfix/master.cf"),
+    },
+    StringCommand("postfix", "-c", QuoteString(postfix_staging_dir), "check"),
 )
 postfix_ops = [
     template("/etc/postfix/mission_domains", "postfix"),
@@ -219,13 +234,23 @@ systemd.service(
 
 # --- Dovecot ---------------------------------------------------------------------------------
 dovecot_pw = password(fleet, "ldap/dovecot")
-dovecot_ops = [
-    template(
-        "/etc/dovecot/dovecot.conf",
-        "dovecot",
-        vmail_uid=dovecot_vmail_uid,
-        vmail_dir=plan.VMAIL_DIR,
+dovecot_install = staged_install(
+    "Dovecot",
+    dovecot_staging_dir,
+    {
+        "/etc/dovecot/dovecot.conf": render(
+            "dovecot",
+            "/etc/dovecot/dovecot.conf",
+            vmail_uid=dovecot_vmail_uid,
+            vmail_dir=plan.VMAIL_DIR,
+        )
+    },
+    # -n prints the settings; only whether they parse matters here.
+    StringCommand(
+        "doveconf", "-n", "-c", QuoteString(f"{dovecot_staging_dir}/dovecot.conf"), ">", "/dev/null"
     ),
+)
+dovecot_ops = [
     template("/etc/dovecot/unops-ldap-local.conf.ext", "dovecot", mode="600", bind_pw=dovecot_pw),
     template(
         "/etc/dovecot/unops-ldap-proxy.conf.ext",
@@ -235,12 +260,7 @@ dovecot_ops = [
         imaps_port=plan.IMAPS_PORT,
     ),
 ]
-dovecot_changed = any_changed(*dovecot_ops, *tls_ops)
-server.shell(
-    name="Check the Dovecot configuration",
-    commands=["doveconf -n > /dev/null"],
-    _if=dovecot_changed,
-)
+dovecot_changed = any_changed(dovecot_install, *dovecot_ops, *tls_ops)
 systemd.service(
     name="Enable and start dovecot.service", service="dovecot.service", running=True, enabled=True
 )
