@@ -32,9 +32,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if LAB_TESTS in Path(str(item.fspath)).parents and "lab" not in item.keywords:
             item.add_marker(pytest.mark.lab)
-    # The lab's own tests first, on a fleet no deploy has touched yet; the teardown last.
-    order = {"test_lab.py": 0, "test_zz_teardown.py": 2}
-    items.sort(key=lambda item: order.get(Path(str(item.fspath)).name, 1))
+    # The lab's own tests first, on a fleet no deploy has touched yet; then the services in the
+    # order they build on each other (mail needs the directory; backups drill both; monitoring
+    # probes all); the teardown last. The sort is stable: tests keep their order within a file.
+    items.sort(key=lambda item: _rank(Path(str(item.fspath)).name))
+
+
+# Lab test files by the first word after "test_": lower ranks run first; unknown files in between.
+_ORDER = {"lab": 0, "directory": 1, "mail": 2, "backup": 3, "monitoring": 4, "deploy": 5, "zz": 9}
+
+
+def _rank(filename: str) -> int:
+    if not filename.startswith("test_"):
+        return 6
+    return _ORDER.get(filename.removeprefix("test_").split("_")[0].removesuffix(".py"), 6)
 
 
 @dataclass(frozen=True)
