@@ -2,8 +2,9 @@
 
 Run it with `unops deploy mail` or `pyinfra -y inventory/lab.py deploys/mail.py`. The plan of each
 server is computed in `unops.mail`; this file only moves it onto the host. Every configuration is
-checked before its service reloads, only on change, and one server at a time (`_serial`), so that
-at most one server is ever out of service.
+checked before it goes live (main.cf, master.cf and dovecot.conf in a staging folder first); a
+service restarts or reloads only when its configuration changed, and one server at a time
+(`_serial`), so that at most one server is ever out of service.
 """
 
 from __future__ import annotations
