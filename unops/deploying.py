@@ -223,6 +223,10 @@ def _run_worker(request: dict[str, Any], progress: ProgressCallback | None) -> d
                 try:
                     event = json.loads(line)
                 except json.JSONDecodeError:
+                    event = None
+                # Only our own events are objects with an "event" key; anything else that reached
+                # the pipe (a stray print from a deploy) is passed to the debug log.
+                if not isinstance(event, dict) or "event" not in event:
                     logger.debug("deploy worker: %s", line.rstrip())
                     continue
                 kind = event.pop("event")
