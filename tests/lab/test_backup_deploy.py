@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import pytest
+from backup_support import deploy_backup
 
-from unops import PROJECT_ROOT
 from unops.backup import client, plan
-from unops.deploying import DeployResult, run_deploy
+from unops.deploying import DeployResult
 from unops.remote import CommandResult, run
 
 pytestmark = pytest.mark.lab
 
-BACKUP_DEPLOY = PROJECT_ROOT / "deploys" / "backup.py"
 # Two clients are enough to prove they cannot reach each other; the backup host serves them.
 HOSTS = ["backup1", "mail1", "mail2"]
 SSH = f"ssh -F {plan.SSH_CONFIG_FILE} -o ConnectTimeout=10"
 
 
-def _deploy(hosts: list[str]) -> DeployResult:
-    """Run the backup deploy on `hosts`; a failure names each failed operation and its error."""
-    result = run_deploy("lab", [BACKUP_DEPLOY], limit=hosts)
-    failed = {
-        name: host.error or [f"{op.name}: {op.error}" for op in host.operations if not op.success]
-        for name, host in result.hosts.items()
-        if not host.ok
-    }
-    assert not failed, f"the backup deploy failed: {failed}"
-    return result
-
-
 @pytest.fixture(scope="module")
 def deployed(lab: object) -> tuple[DeployResult, DeployResult]:
     """The deploy run twice in a row on the backup host and two clients."""
-    return _deploy(HOSTS), _deploy(HOSTS)
+    return deploy_backup(HOSTS), deploy_backup(HOSTS)
 
 
 def _sftp(host: str, batch: str, user: str | None = None) -> CommandResult:

@@ -8,37 +8,23 @@ import io
 from pathlib import Path
 
 import pytest
+from backup_support import deploy_backup
 from click.testing import CliRunner
 
-from unops import PROJECT_ROOT
 from unops.backup import client, plan
 from unops.cli import cli
-from unops.deploying import DeployResult, run_deploy
 from unops.remote import run
 from unops.reports import backups, render
 
 pytestmark = pytest.mark.lab
 
-BACKUP_DEPLOY = PROJECT_ROOT / "deploys" / "backup.py"
 HOST = "mail1"
-
-
-def _deploy(hosts: list[str]) -> DeployResult:
-    """Run the backup deploy on `hosts`; a failure names each failed operation and its error."""
-    result = run_deploy("lab", [BACKUP_DEPLOY], limit=hosts)
-    failed = {
-        name: host.error or [f"{op.name}: {op.error}" for op in host.operations if not op.success]
-        for name, host in result.hosts.items()
-        if not host.ok
-    }
-    assert not failed, f"the backup deploy failed: {failed}"
-    return result
 
 
 @pytest.fixture(scope="module")
 def backed_up(lab: object) -> str:
     """mail1 deployed and backed up now: today has a successful backup record."""
-    _deploy(["backup1", HOST])
+    deploy_backup(["backup1", HOST])
     record = client.run_now(HOST, "backup")
     assert record.ok, record.detail
     return record.snapshot or ""

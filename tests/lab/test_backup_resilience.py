@@ -7,15 +7,13 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
+from backup_support import deploy_backup
 
-from unops import PROJECT_ROOT
 from unops.backup import client, plan
-from unops.deploying import DeployResult, run_deploy
 from unops.remote import run
 
 pytestmark = pytest.mark.lab
 
-BACKUP_DEPLOY = PROJECT_ROOT / "deploys" / "backup.py"
 HOST = "mail2"
 DATA = "/var/vmail/backup-kill.invalid"
 # Fresh random data for each interrupted run: deduplication cannot make the backup instant.
@@ -55,22 +53,10 @@ _KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def _deploy(hosts: list[str]) -> DeployResult:
-    """Run the backup deploy on `hosts`; a failure names each failed operation and its error."""
-    result = run_deploy("lab", [BACKUP_DEPLOY], limit=hosts)
-    failed = {
-        name: host.error or [f"{op.name}: {op.error}" for op in host.operations if not op.success]
-        for name, host in result.hosts.items()
-        if not host.ok
-    }
-    assert not failed, f"the backup deploy failed: {failed}"
-    return result
-
-
 @pytest.fixture(scope="module")
 def host(lab: object) -> Iterator[str]:
     """mail2, with its backup deployed; the test data is removed at the end."""
-    _deploy(["backup1", HOST])
+    deploy_backup(["backup1", HOST])
     yield HOST
     run(HOST, ["rm", "-rf", "--", DATA, "/var/tmp/unops-kill.out"])
 

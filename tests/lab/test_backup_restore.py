@@ -9,29 +9,15 @@ import stat
 from collections.abc import Iterator
 
 import pytest
+from backup_support import deploy_backup
 
-from unops import PROJECT_ROOT
 from unops.backup import client, plan
-from unops.deploying import DeployResult, run_deploy
 from unops.remote import connect, run
 
 pytestmark = pytest.mark.lab
 
-BACKUP_DEPLOY = PROJECT_ROOT / "deploys" / "backup.py"
 MAILBOX = "/var/vmail/backup-test.invalid/ana"
 RESTORE_TO = "/var/tmp/unops-test-restore"
-
-
-def _deploy(hosts: list[str]) -> DeployResult:
-    """Run the backup deploy on `hosts`; a failure names each failed operation and its error."""
-    result = run_deploy("lab", [BACKUP_DEPLOY], limit=hosts)
-    failed = {
-        name: host.error or [f"{op.name}: {op.error}" for op in host.operations if not op.success]
-        for name, host in result.hosts.items()
-        if not host.ok
-    }
-    assert not failed, f"the backup deploy failed: {failed}"
-    return result
 
 
 def _messages() -> dict[str, bytes]:
@@ -51,7 +37,7 @@ def _messages() -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def mailbox(lab: object) -> Iterator[dict[str, bytes]]:
     """A mailbox on mail1 with known bytes, backed up once; removed again at the end."""
-    _deploy(["backup1", "mail1"])
+    deploy_backup(["backup1", "mail1"])
     messages = _messages()
     ssh = connect("mail1")
     try:
@@ -152,7 +138,7 @@ def test_drill_reports_a_message_that_differs(mailbox: dict[str, bytes]) -> None
 
 def test_directory_drill_finds_the_same_entries(lab: object) -> None:
     """dir1's backup holds a slapcat dump whose entries match the running directory's."""
-    _deploy(["backup1", "dir1"])
+    deploy_backup(["backup1", "dir1"])
     backup = client.run_now("dir1", "backup")
     assert backup.ok, backup.detail
     record = client.drill("dir1")
