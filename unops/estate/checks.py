@@ -30,6 +30,23 @@ def _known(values: Iterable[str], limit: int = 8) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "") or "none"
 
 
+def _unknown_floor(
+    reader: Reader,
+    floors: set[tuple[str, int]],
+    building_codes: set[str],
+    building: str,
+    floor: int,
+) -> str | None:
+    """What is wrong with a reference to `floor` of `building`, or None when it is known (or the
+    building's own record was rejected, which has already been reported)."""
+    if (building, floor) in floors or reader.was_rejected("buildings.toml", building):
+        return None
+    return (
+        f"floor {floor} of building {building!r} is not in buildings.toml; "
+        f"known buildings: {_known(building_codes)}"
+    )
+
+
 def _duplicates(
     reader: Reader,
     name: str,
@@ -178,27 +195,13 @@ def check_references(
     ap_names = {ap.name for ap, _ in access_points}
     ap_building = {ap.name: ap.building for ap, _ in access_points}
     for ap, line in access_points:
-        if (ap.building, ap.floor) not in floors and not reader.was_rejected(
-            "buildings.toml", ap.building
-        ):
-            reader.problem(
-                "wifi.toml",
-                f"{ap.name}: floor {ap.floor} of building {ap.building!r} is not in "
-                f"buildings.toml; known buildings: {_known(building_codes)}",
-                line,
-            )
+        if unknown := _unknown_floor(reader, floors, building_codes, ap.building, ap.floor):
+            reader.problem("wifi.toml", f"{ap.name}: {unknown}", line)
 
     _duplicates(reader, "rooms.csv", rooms, lambda r: r.key, "room")
     for room, line in rooms:
-        if (room.building, room.floor) not in floors and not reader.was_rejected(
-            "buildings.toml", room.building
-        ):
-            reader.problem(
-                "rooms.csv",
-                f"room {room.room}: floor {room.floor} of building {room.building!r} is not in "
-                f"buildings.toml; known buildings: {_known(building_codes)}",
-                line,
-            )
+        if unknown := _unknown_floor(reader, floors, building_codes, room.building, room.floor):
+            reader.problem("rooms.csv", f"room {room.room}: {unknown}", line)
         for served_by in room.served_by:
             if served_by in ap_building and ap_building[served_by] != room.building:
                 reader.problem(
