@@ -69,6 +69,13 @@ def template(dest: str, src: str, mode: str = "644", **data: object):
     )
 
 
+def install(dest: str, src: str | StringIO, mode: str):
+    """Put `src` (a path on this machine, or the text itself) at `dest` on the host, root's."""
+    return files.put(
+        name=f"Install {dest}", src=src, dest=dest, user="root", group="root", mode=mode
+    )
+
+
 # --- The backup host: one confined SFTP account per client -----------------------------------
 if "backup" in roles:
     files.directory(
@@ -116,13 +123,10 @@ if "backup" in roles:
         )
         _, public_key = plan.client_key(fleet, client)
         sshd_ops.append(
-            files.put(
-                name=f"Install {plan.AUTHORIZED_KEYS_DIR}/{user}",
-                src=StringIO(f"restrict {public_key} unops backup of {client}\n"),
-                dest=f"{plan.AUTHORIZED_KEYS_DIR}/{user}",
-                user="root",
-                group="root",
-                mode="644",
+            install(
+                f"{plan.AUTHORIZED_KEYS_DIR}/{user}",
+                StringIO(f"restrict {public_key} unops backup of {client}\n"),
+                "644",
             )
         )
         sshd_ops.append(
@@ -177,46 +181,11 @@ if backed_up:
         if folder not in dump_dirs:
             files.directory(name=f"Ensure {folder} exists", path=folder)
 
-    files.put(
-        name=f"Install {plan.RUNNER}",
-        src=str(TEMPLATES / plan.RUNNER.lstrip("/")),
-        dest=plan.RUNNER,
-        user="root",
-        group="root",
-        mode="755",
-    )
-    files.put(
-        name=f"Install {plan.CONFIG_FILE}",
-        src=StringIO(client_plan.runner_config()),
-        dest=plan.CONFIG_FILE,
-        user="root",
-        group="root",
-        mode="600",
-    )
-    files.put(
-        name=f"Install {plan.PASSWORD_FILE}",
-        src=StringIO(plan.restic_password(fleet, host.name) + "\n"),
-        dest=plan.PASSWORD_FILE,
-        user="root",
-        group="root",
-        mode="600",
-    )
-    files.put(
-        name=f"Install {plan.SSH_KEY_FILE}",
-        src=StringIO(private_key),
-        dest=plan.SSH_KEY_FILE,
-        user="root",
-        group="root",
-        mode="600",
-    )
-    files.put(
-        name=f"Install {plan.KNOWN_HOSTS_FILE}",
-        src=StringIO(pinned),
-        dest=plan.KNOWN_HOSTS_FILE,
-        user="root",
-        group="root",
-        mode="644",
-    )
+    install(plan.RUNNER, str(TEMPLATES / plan.RUNNER.lstrip("/")), "755")
+    install(plan.CONFIG_FILE, StringIO(client_plan.runner_config()), "600")
+    install(plan.PASSWORD_FILE, StringIO(plan.restic_password(fleet, host.name) + "\n"), "600")
+    install(plan.SSH_KEY_FILE, StringIO(private_key), "600")
+    install(plan.KNOWN_HOSTS_FILE, StringIO(pinned), "644")
     template(
         plan.SSH_CONFIG_FILE,
         "etc/unops/backup/ssh_config",
