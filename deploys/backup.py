@@ -76,22 +76,15 @@ def install(dest: str, src: str | StringIO, mode: str):
     )
 
 
+def root_directory(path: str, mode: str):
+    """Create the directory `path` on the host, root's, with `mode`."""
+    return files.directory(name=f"Create {path}", path=path, user="root", group="root", mode=mode)
+
+
 # --- The backup host: one confined SFTP account per client -----------------------------------
 if "backup" in roles:
-    files.directory(
-        name=f"Create {plan.CHROOTS_DIR}",
-        path=plan.CHROOTS_DIR,
-        user="root",
-        group="root",
-        mode="755",
-    )
-    files.directory(
-        name=f"Create {plan.AUTHORIZED_KEYS_DIR}",
-        path=plan.AUTHORIZED_KEYS_DIR,
-        user="root",
-        group="root",
-        mode="755",
-    )
+    root_directory(plan.CHROOTS_DIR, "755")
+    root_directory(plan.AUTHORIZED_KEYS_DIR, "755")
     sshd_ops = []
     for client in plan.clients(estate, fleet):
         client_plan = plan.plan_for(estate, client, fleet)
@@ -107,13 +100,7 @@ if "backup" in roles:
             ensure_home=False,
         )
         # sshd refuses a chroot that is not root's all the way up, and not writable by others.
-        files.directory(
-            name=f"Create {client_plan.chroot}",
-            path=client_plan.chroot,
-            user="root",
-            group="root",
-            mode="755",
-        )
+        root_directory(client_plan.chroot, "755")
         files.directory(
             name=f"Create {client_plan.chroot}/repo",
             path=f"{client_plan.chroot}/repo",
@@ -171,11 +158,11 @@ if backed_up:
         (plan.SCRATCH_DIR, "700"),
         ("/var/cache/restic", "700"),
     ):
-        files.directory(name=f"Create {folder}", path=folder, user="root", group="root", mode=mode)
+        root_directory(folder, mode)
     # Consistent copies (dumps) are root's alone: they hold every account and every row.
     dump_dirs = sorted({str(step["dir"]) for step in client_plan.pre})
     for folder in dump_dirs:
-        files.directory(name=f"Create {folder}", path=folder, user="root", group="root", mode="700")
+        root_directory(folder, "700")
     # What is backed up must exist, or restic fails the whole run; owners stay the services'.
     for folder in client_plan.paths:
         if folder not in dump_dirs:
