@@ -162,6 +162,7 @@ class Exporter:
         self.loop.set_default_executor(self.executor)
         self._thread = threading.Thread(target=self._run_loop, name="unops-exporter", daemon=True)
         self._round_lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._started = False
 
@@ -176,12 +177,14 @@ class Exporter:
             asyncio.run_coroutine_threadsafe(job(), self.loop)
 
     def start(self) -> None:
-        if self._started:
-            return
-        self._thread.start()
-        self._started = True
-        for job in self._background:
-            asyncio.run_coroutine_threadsafe(job(), self.loop)
+        # Two first scrapes may arrive at once: only one of them starts the loop thread.
+        with self._start_lock:
+            if self._started:
+                return
+            self._thread.start()
+            self._started = True
+            for job in self._background:
+                asyncio.run_coroutine_threadsafe(job(), self.loop)
 
     def stop(self) -> None:
         if not self._started:
