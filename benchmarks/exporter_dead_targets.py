@@ -13,13 +13,13 @@ Needs the lab network (`unops lab up`): the dead addresses are inside it.
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
+
+from _measure import start_exporter
 
 from unops.estate import load_estate
 from unops.exporter.config import config_from_estate
@@ -47,21 +47,7 @@ def main() -> None:
         path.write_text(config.to_json())
         for header in (None, "10"):
             started = time.monotonic()
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "unops.exporter",
-                    "serve",
-                    "--no-mail-flow",
-                    "--listen",
-                    f"127.0.0.1:{PORT}",
-                    "--config",
-                    str(path),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            process = start_exporter(path, PORT)
             try:
                 while True:
                     try:

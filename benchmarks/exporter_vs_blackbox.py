@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+from _measure import measure, start_exporter
+
 from unops.estate import load_estate
 from unops.exporter.config import config_from_estate
 from unops.lab import paths
@@ -34,7 +35,6 @@ from unops.lab import paths
 EXPORTER_PORT = 19470
 BLACKBOX_PORT = 19115
 TIMEOUT = 10.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # blackbox_exporter modules that speak what the unops probes speak.
 BLACKBOX_MODULES = {
@@ -90,18 +90,6 @@ MODULE_OF = {
 }
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def wait_listening(url: str) -> None:
     for _ in range(100):
         try:
@@ -118,13 +106,6 @@ def fetch(url: str) -> bytes:
     )
     with urllib.request.urlopen(request, timeout=TIMEOUT + 5) as response:
         return response.read()
-
-
-def measure(pid: int, round_: callable) -> tuple[float, float, float]:
-    cpu = cpu_seconds(pid)
-    started = time.monotonic()
-    round_()
-    return time.monotonic() - started, cpu_seconds(pid) - cpu, rss_mib(pid)
 
 
 def main() -> None:
@@ -149,21 +130,7 @@ def main() -> None:
         blackbox_file = Path(scratch) / "blackbox.yml"
         blackbox_file.write_text(json.dumps({"modules": modules}))
 
-        exporter = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "unops.exporter",
-                "serve",
-                "--no-mail-flow",
-                "--listen",
-                f"127.0.0.1:{EXPORTER_PORT}",
-                "--config",
-                str(config_file),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        exporter = start_exporter(config_file, EXPORTER_PORT)
         bb = subprocess.Popen(
             [
                 blackbox,

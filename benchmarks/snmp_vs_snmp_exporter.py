@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from _measure import measure, start_exporter
 
 from unops.exporter.config import AccessPointTarget, ExporterConfig
 
@@ -35,7 +36,6 @@ EXPORTER_PORT = 19471
 SNMP_EXPORTER_PORT = 19116
 FIRST_AGENT_PORT = 21000
 TIMEOUT = 10.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 USER, AUTH, PRIV = "bench", "benchauthpass1", "benchprivpass1"
 # snmpsim picks the data file by the SNMPv3 context name: data/<CONTEXT>.snmprec.
 CONTEXT = "ap"
@@ -100,18 +100,6 @@ def snmp_exporter_module() -> dict[str, object]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def wait_listening(url: str, what: str) -> None:
     for _ in range(300):
         try:
@@ -126,13 +114,6 @@ def fetch(url: str) -> bytes:
     headers = {"X-Prometheus-Scrape-Timeout-Seconds": str(TIMEOUT)}
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
         return r.read()
-
-
-def measure(pid: int, round_: Callable[[], object]) -> tuple[float, float, float]:
-    cpu = cpu_seconds(pid)
-    started = time.monotonic()
-    round_()
-    return time.monotonic() - started, cpu_seconds(pid) - cpu, rss_mib(pid)
 
 
 def bench(agents: int, rounds: int, snmpsim: Path, snmp_exporter: str, scratch: Path) -> None:
@@ -176,22 +157,7 @@ def bench(agents: int, rounds: int, snmpsim: Path, snmp_exporter: str, scratch: 
     (scratch / "exporter.json").write_text(config.to_json())
     (scratch / "snmp.yml").write_text(json.dumps({"unops": snmp_exporter_module()}))
     env = {**os.environ, "UNOPS_SECRETS_DIR": str(scratch / "secrets")}
-    exporter = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "unops.exporter",
-            "serve",
-            "--no-mail-flow",
-            "--listen",
-            f"127.0.0.1:{EXPORTER_PORT}",
-            "--config",
-            str(scratch / "exporter.json"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    exporter = start_exporter(scratch / "exporter.json", EXPORTER_PORT, env)
     go = subprocess.Popen(
         [
             snmp_exporter,
