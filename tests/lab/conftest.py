@@ -35,7 +35,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The lab's own tests first, on a fleet no deploy has touched yet; then the services in the
     # order they build on each other (mail needs the directory; backups drill both; monitoring
     # probes all); the teardown last. The sort is stable: tests keep their order within a file.
-    items.sort(key=lambda item: _rank(Path(str(item.fspath)).name))
+    # Unit tests (outside tests/lab/) need no lab and fail fast: they come first.
+    items.sort(
+        key=lambda item: (
+            _rank(Path(str(item.fspath)).name)
+            if LAB_TESTS in Path(str(item.fspath)).parents
+            else -1
+        )
+    )
 
 
 # Lab test files by the first word after "test_": lower ranks run first; unknown files in between.
