@@ -60,6 +60,13 @@ exporter_etc = "/etc/unops-exporter"
 exporter_tls = True
 # snmpd_packages: the agent on the access points.
 snmpd_packages = ["snmpd"]
+# A stop and start in quick succession can fail in an nspawn container with status 219/CGROUP
+# ("Failed to kill control group ... Input/output error") while the old cgroup is still being
+# removed; seen in the lab. The restart is tried up to five times, a second apart.
+SNMPD_RESTART = (
+    "for try in 1 2 3 4 5; do systemctl restart snmpd.service && break; sleep 1; done; "
+    "systemctl is-active --quiet snmpd.service"
+)
 MONITOR_READ = "/usr/local/lib/unops/monitor-read"
 SNMP_MARKER = "/var/lib/unops/monitoring/snmp-user"
 # What the exporter imports on the monitoring host: a change here rebuilds its wheel.
@@ -173,12 +180,10 @@ if "access_point" in roles:
                 "cat /var/lib/unops/monitoring/snmp-create-user >> /var/lib/snmp/snmpd.conf",
                 "rm -f /var/lib/unops/monitoring/snmp-create-user",
                 f"echo {marker} > {SNMP_MARKER}",
-                "systemctl start snmpd.service",
+                SNMPD_RESTART,
             ],
         )
-    systemd.service(
-        name="Restart snmpd.service", service="snmpd.service", restarted=True, _if=config.did_change
-    )
+    server.shell(name="Restart snmpd.service", commands=[SNMPD_RESTART], _if=config.did_change)
     systemd.service(
         name="Enable and start snmpd.service", service="snmpd.service", running=True, enabled=True
     )
