@@ -51,10 +51,11 @@ lab-up: setup  ## Boot the rehearsal fleet.
 lab-down: venv  ## Stop the rehearsal fleet and remove all it made.
 	$(BIN)/unops lab down
 
-demo: setup  ## Check the estate, boot the lab and converge it.
+demo: setup  ## Check the estate, boot the lab, converge it, load the 792 mailboxes.
 	$(BIN)/unops estate check
 	$(BIN)/unops lab up
 	$(BIN)/unops deploy --inventory lab
+	$(BIN)/unops directory sync inventory/estate/mailboxes.csv --fleet lab
 
 clean:  ## Remove the virtual environment and caches (not the lab's base image).
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
