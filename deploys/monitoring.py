@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase
-from pyinfra.facts.files import File
+from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -142,6 +142,46 @@ if roles & {"mail", "directory", "cms"}:
         # Replace an older line of the same key (new sources), never add a second one.
         replace=deployment.authorized_key_line(public_key, sources),
     )
+
+# --- The directory provider: a probe mailbox homed on each mail server ------------------------
+# The exporter logs in to them over IMAP and sends mail between them (unops.exporter.mailflow).
+# They live in the office zone, carry no mission and so are never touched by `directory sync`.
+directory_hosts = estate.hosts_with_role("directory")
+if directory_hosts and host.name == directory_hosts[0].name:
+    probes_dir = "/etc/ldap/unops/probes"
+    ensure = "/usr/local/sbin/unops-ldap-ensure"
+    if not host.get_fact(File, path=ensure):
+        raise DeployError(
+            f"{ensure} is missing on {host.name}: deploy the directory first "
+            f"(`unops deploy directory --inventory {fleet}`)"
+        )
+    entries = deployment.probe_entries(config_from_estate(estate, fleet))
+    files.directory(name=f"Create {probes_dir}", path=probes_dir, mode="700")
+    commands = []
+    for entry in entries:
+        add, modify = (
+            f"{probes_dir}/{entry.name}.add.ldif",
+            f"{probes_dir}/{entry.name}.modify.ldif",
+        )
+        files.put(name=f"Configure {add}", src=StringIO(entry.add), dest=add, mode="600")
+        files.put(
+            name=f"Configure {modify}", src=StringIO(entry.modify or ""), dest=modify, mode="600"
+        )
+        commands.append(shlex.join([ensure, add, modify]))
+    # What was last applied is kept: the entries are written only when what is wanted differs.
+    wanted_text = "\n".join(entry.add for entry in entries)
+    wanted_ldif, applied_ldif = f"{probes_dir}/wanted.ldif", f"{probes_dir}/applied.ldif"
+    files.put(
+        name=f"Configure {wanted_ldif}", src=StringIO(wanted_text), dest=wanted_ldif, mode="600"
+    )
+    if (
+        host.get_fact(Sha256File, path=applied_ldif)
+        != hashlib.sha256(wanted_text.encode()).hexdigest()
+    ):
+        server.shell(
+            name=f"Add or update the {len(entries)} probe mailboxes in the directory",
+            commands=[*commands, shlex.join(["cp", wanted_ldif, applied_ldif])],
+        )
 
 # --- Access points: snmpd with one SNMPv3 authPriv user ---------------------------------------
 if "access_point" in roles:
@@ -369,9 +409,9 @@ if "monitoring" in roles:
         LDAP_SECRET: password(fleet, LDAP_SECRET) + "\n",
     }
     for server_host in config.mail_servers:
+        # The same call makes the password for the probe mailbox on the directory (below).
         name = probe_secret(server_host.target)
-        if secret_path(fleet, name).exists():
-            wanted[name] = password(fleet, name) + "\n"
+        wanted[name] = password(fleet, name) + "\n"
     folders = sorted({str(Path(name).parent) for name in wanted} | {"."})
     for folder in folders:
         path = f"{secrets_root}/{fleet}/{folder}".rstrip("/.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import imaplib
 import json
 import shutil
 import ssl
@@ -34,7 +35,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 
 from unops import PROJECT_ROOT
 from unops.deploying import DeployResult, run_deploy
-from unops.exporter import deployment
+from unops.exporter import deployment, mailflow
 from unops.lab import paths
 from unops.remote import run
 
@@ -232,6 +233,112 @@ def test_promtool_check_metrics_finds_nothing_in_a_real_scrape(deployed: object)
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result
 
 
+MAIL_SERVERS = ["mail1", "mail2", "mail3", "mail4"]
+
+
+def count(expr: str, wanted: int) -> dict[tuple[tuple[str, str], ...], float] | None:
+    """The series of `expr` if there are exactly `wanted` of them, else None (for wait_for)."""
+    found = query(expr)
+    return found if len(found) == wanted else None
+
+
+def test_probe_mailboxes_log_in_and_mail_flows_from_each_server_to_the_next(
+    deployed: object,
+) -> None:
+    """The probe mailbox homed on each server logs in over IMAP; a message submitted on each
+    server reaches the probe mailbox on the next, in under the flow timeout; every server
+    refuses the EICAR and GTUBE test messages."""
+    wait_for(
+        "the IMAP login probe up on every mail server",
+        lambda: count('unops_probe_success{kind="imap_login"} == 1', len(MAIL_SERVERS)),
+    )
+    flows = wait_for(
+        "mail flowing on every route",
+        lambda: count("unops_mail_flow_success == 1", len(MAIL_SERVERS)),
+        deadline=360,
+    )
+    routes = {(dict(labels)["source"], dict(labels)["destination"]) for labels in flows}
+    assert routes == {
+        (source, MAIL_SERVERS[(i + 1) % len(MAIL_SERVERS)]) for i, source in enumerate(MAIL_SERVERS)
+    }
+    for labels, seconds in query("unops_mail_flow_duration_seconds").items():
+        assert 0 < seconds < mailflow.MAIL_FLOW_TIMEOUT, labels
+    wait_for(
+        "EICAR and GTUBE refused on every mail server",
+        lambda: count("unops_scanner_selftest_success == 1", 2 * len(MAIL_SERVERS)),
+        deadline=360,
+    )
+
+
+def test_a_probe_mailbox_is_a_real_account_a_plain_imap_client_can_use(deployed: object) -> None:
+    """imaplib logs in to probe-mail2@ict.example on mail2 with the generated password, over
+    verified TLS; a wrong password is refused."""
+    address = "probe-mail2@ict.example"
+    secret = (paths.SECRETS_DIR / "lab" / "mail" / "probe" / "mail2").read_text().strip()
+    context = ssl.create_default_context(cafile=str(paths.CA_CERT))
+    with imaplib.IMAP4_SSL("198.18.0.12", 993, ssl_context=context, timeout=30) as client:
+        client.sock.settimeout(30)
+        with pytest.raises(imaplib.IMAP4.error):
+            client.login(address, secret + "x")
+    with imaplib.IMAP4_SSL("198.18.0.12", 993, ssl_context=context, timeout=30) as client:
+        assert client.login(address, secret)[0] == "OK"
+        assert client.select("INBOX")[0] == "OK"
+        client.logout()
+
+
+def test_directory_sync_leaves_the_probe_mailboxes_alone(deployed: object) -> None:
+    """A sync of the estate's roster with --prune would delete or disable no probe mailbox:
+    they carry no mission, and sync manages mission mailboxes only."""
+    done = subprocess.run(
+        [
+            str(PROJECT_ROOT / ".venv" / "bin" / "unops"),
+            "directory",
+            "sync",
+            str(PROJECT_ROOT / "inventory" / "estate" / "mailboxes.csv"),
+            "--prune",
+            "--dry",
+            "--json",
+            "--fleet",
+            "lab",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    touched = json.dumps({k: v for k, v in plan.items() if k != "added"})
+    assert "probe-" not in touched, touched
+
+
+@pytest.fixture
+def stopped_clamd(lab: Any) -> Iterator[str]:
+    """clamd stopped on mail4 for the test, started again after it whatever happens."""
+    run("mail4", "systemctl stop clamav-daemon.service", check=True)
+    try:
+        yield "mail4"
+    finally:
+        run("mail4", "systemctl start clamav-daemon.service", check=True)
+
+
+def test_scanner_self_test_reads_0_while_clamd_is_down_and_1_again_after(
+    deployed: object, stopped_clamd: str
+) -> None:
+    """clamd stopped on mail4: its EICAR self-test reads 0 (the message is deferred, not
+    refused) while GTUBE, refused by rspamd, still reads 1; started again: EICAR reads 1."""
+    server = stopped_clamd
+
+    def eicar(value: int) -> bool:
+        expr = f'unops_scanner_selftest_success{{server="{server}",test="eicar"}} == {value}'
+        return bool(query(expr))
+
+    wait_for(f"the EICAR self-test of {server} reading 0", lambda: eicar(0), deadline=360)
+    gtube = f'unops_scanner_selftest_success{{server="{server}",test="gtube"}}'
+    assert list(query(gtube).values()) == [1.0]
+    run(server, "systemctl start clamav-daemon.service", check=True)
+    wait_for(f"the EICAR self-test of {server} reading 1", lambda: eicar(1), deadline=360)
+
+
 def _alert_state(name: str, **labels: str) -> str | None:
     for alert in prometheus("/api/v1/alerts")["alerts"]:
         if alert["labels"]["alertname"] == name and all(
@@ -305,6 +412,13 @@ def test_postfix_stopped_reads_down_and_mail_service_down_fires_then_resolves(
         return _alert_state("MailServiceDown", kind="smtp", target=server) == "firing"
 
     wait_for("MailServiceDown firing", firing, deadline=300)
+
+    def flow_from_server_broken() -> bool:
+        hold_stopped()
+        return bool(query(f'unops_mail_flow_success{{source="{server}"}} == 0'))
+
+    # The mail flow runs in rounds of its own (every 2 min, each waiting up to 90 s).
+    wait_for(f"mail flow from {server} reading 0", flow_from_server_broken, deadline=360)
     # The other servers keep reading up (some of them at least: the lab is shared).
     assert query(f'unops_probe_success{{kind="smtp",target!="{server}"}} == 1')
     run(server, "systemctl start postfix.service", check=True)

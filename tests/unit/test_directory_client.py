@@ -57,6 +57,25 @@ def test_changes_and_disables_replace_the_attributes(conn: Connection) -> None:
     assert conn.entries[0].sn.value == "Ada L."
 
 
+def test_office_accounts_without_a_mission_are_not_read_as_mission_mailboxes(
+    conn: Connection,
+) -> None:
+    """A probe mailbox (no unopsMission) is left out, so sync never disables or prunes it."""
+    apply_plan(conn, BASE, Plan(adds=[box("ada@no.missions.example")]))
+    conn.strategy.add_entry(
+        mailbox_dn(BASE, "probe-mail1@ict.example"),
+        {
+            "objectClass": ["inetOrgPerson", "unopsMailbox"],
+            "mail": "probe-mail1@ict.example",
+            "cn": "probe",
+            "sn": "probe",
+            "unopsHomeServer": "mail1",
+            "unopsAccountState": "active",
+        },
+    )
+    assert [b.address for b in read_mailboxes(conn, BASE)] == ["ada@no.missions.example"]
+
+
 def test_delete_removes_the_entry(conn: Connection) -> None:
     """A planned delete removes the mailbox entry from the directory."""
     apply_plan(conn, BASE, Plan(adds=[box("ada@no.missions.example")]))

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from unops import PROJECT_ROOT
-from unops.errors import ExporterError
+from unops.directory.slapd import check_ssha, office_mailbox_entry
+from unops.errors import DirectoryError, ExporterError
+from unops.estate import load_estate
 from unops.exporter import deployment
+from unops.exporter.config import config_from_estate
 
 
 def test_prometheus_config_scrapes_the_exporter_over_https_and_loads_the_rules(
@@ -78,3 +81,34 @@ def test_exporter_requirements_are_pinned_to_the_control_machines_versions() -> 
     pins = deployment.requirements()
     assert [pin.split("==")[0] for pin in pins] == list(deployment.EXPORTER_REQUIREMENTS)
     assert all(len(pin.split("==")) == 2 and pin.split("==")[1] for pin in pins)
+
+
+def test_probe_mailboxes_are_one_per_mail_server_in_the_office_zone_without_a_mission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each mail server gets a probe mailbox homed on it, active, in ict.example, no mission;
+    its password is generated once, kept in the secrets and hashed the same way every run."""
+    monkeypatch.setattr("unops.secrets.SECRETS_DIR", tmp_path / "secrets")
+    config = config_from_estate(load_estate(), "lab")
+    entries = deployment.probe_entries(config)
+    assert [e.name for e in entries] == [f"mailbox-probe-mail{n}@ict.example" for n in (1, 2, 3, 4)]
+    first = entries[0].add
+    assert "dn: mail=probe-mail1@ict.example,ou=mailboxes,dc=ict,dc=example\n" in first
+    assert "unopsHomeServer: mail1\n" in first and "unopsAccountState: active\n" in first
+    assert "unopsMission" not in first
+    secret = tmp_path / "secrets" / "lab" / "mail" / "probe" / "mail1"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    [hashed] = [line.split(": ", 1)[1] for line in first.splitlines() if "userPassword" in line]
+    assert check_ssha(secret.read_text().strip(), hashed)
+    assert secret.read_text().strip() not in first
+    # The same secrets give the same LDIF: a second deploy has nothing to apply.
+    assert deployment.probe_entries(config) == entries
+    assert entries[0].modify is not None and "replace: userPassword\n" in entries[0].modify
+
+
+def test_an_office_mailbox_value_that_ldif_cannot_hold_is_refused() -> None:
+    """A description with a newline would inject LDIF lines: refused, naming the value."""
+    with pytest.raises(DirectoryError, match=r"cn 'probe\\nobjectClass: x' of a@ict\.example"):
+        office_mailbox_entry(
+            "dc=ict,dc=example", "a@ict.example", "mail1", "pw", "probe\nobjectClass: x", 64
+        )

@@ -46,7 +46,7 @@ def test_answers_reverse_names_of_lab_addresses(estate, resolver):
 
 
 def test_every_mail_domain_has_mx_10_to_each_mail_server(estate, resolver):
-    """Every mission mail domain's MX set is the four mail servers at preference 10."""
+    """Every mail domain (the missions' and the office zone) has MX 10 to each mail server."""
     expected = sorted(f"10 {h.name}.{estate.zone}." for h in estate.hosts_with_role("mail"))
     for domain in estate.mail_domains:
         assert sorted(values(ask(resolver, domain, "MX"))) == expected, domain

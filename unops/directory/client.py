@@ -190,10 +190,15 @@ def _pages(conn: Connection, base: str, query: str, attributes: list[str]) -> It
     _check(conn, f"list the entries under {base}")
 
 
+# The mailboxes a roster manages: those of a mission. The office's own accounts (the monitoring
+# probes, made by the monitoring deploy) carry no mission, so sync never disables or prunes them.
+MISSION_MAILBOXES = "(&(objectClass=unopsMailbox)(unopsMission=*))"
+
+
 def read_mailboxes(conn: Connection, base: str) -> list[Mailbox]:
-    """Every mailbox entry under ou=mailboxes, in address order."""
+    """Every mission mailbox under ou=mailboxes, in address order."""
     found = []
-    for entry in _pages(conn, mailboxes_dn(base), "(objectClass=unopsMailbox)", _READ_ATTRIBUTES):
+    for entry in _pages(conn, mailboxes_dn(base), MISSION_MAILBOXES, _READ_ATTRIBUTES):
         attrs = entry["attributes"]
         quota = _first(attrs, "unopsQuotaMB")
         found.append(

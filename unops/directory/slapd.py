@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from unops.directory import admin_dn, mailboxes_dn, service_dn, services_dn
+from unops.directory import (
+    MAILBOX_CLASSES,
+    admin_dn,
+    mailbox_dn,
+    mailboxes_dn,
+    service_dn,
+    services_dn,
+)
 from unops.errors import DirectoryError
 
 # The identity of root on the host over ldapi:/// (SASL EXTERNAL): the deploy manages with it.
@@ -171,6 +178,40 @@ def tree_entries(base: str, passwords: dict[str, str], admin_password: str) -> l
             )
         )
     return entries
+
+
+def office_mailbox_entry(
+    base: str, address: str, server: str, password: str, description: str, quota_mb: int
+) -> Entry:
+    """A mailbox of the office itself, homed on `server`: active, with no mission.
+
+    Having no mission keeps it out of `unops directory sync`, which manages mission mailboxes
+    only; the deploy that needs the account keeps it present and up to date instead.
+    """
+    dn = mailbox_dn(base, address)
+    values = {
+        "cn": description,
+        "sn": description,
+        "unopsHomeServer": server,
+        "unopsAccountState": "active",
+        "unopsQuotaMB": str(quota_mb),
+        "userPassword": stable_ssha(password, dn),
+    }
+    for name, value in values.items():
+        # RFC 2849 SAFE-STRING: printable ASCII, not starting with a space, ':' or '<'.
+        if not (value.isascii() and value.isprintable()) or value[:1] in (" ", ":", "<"):
+            raise DirectoryError(
+                f"{name} {value!r} of {address} is not a plain LDIF value; expected printable "
+                "ASCII not starting with a space, ':' or '<'"
+            )
+    classes = "".join(f"objectClass: {name}\n" for name in MAILBOX_CLASSES)
+    add = f"dn: {dn}\n{classes}mail: {address}\n" + "".join(
+        f"{name}: {value}\n" for name, value in values.items()
+    )
+    modify = f"dn: {dn}\nchangetype: modify\n" + "-\n".join(
+        f"replace: {name}\n{name}: {value}\n" for name, value in values.items()
+    )
+    return Entry(f"mailbox-{address}", add, modify)
 
 
 def _lines(name: str, values: Sequence[str], ordered: bool = False) -> list[str]:

@@ -88,8 +88,19 @@ class Estate:
         raise UnopsError(f"mission {code!r} is not in {self.root / 'missions.csv'}")
 
     @property
-    def mail_domains(self) -> list[str]:
+    def mission_mail_domains(self) -> list[str]:
+        """The missions' mail domains, sorted."""
         return sorted(m.mail_domain for m in self.missions if m.mail_domain)
+
+    @property
+    def mail_domains(self) -> list[str]:
+        """Every domain the mail servers accept: the missions' and, last, the office zone.
+
+        The office zone holds the office's own addresses: the service desk and on-call, to which
+        alerts and DMARC reports go, and the monitoring probe mailboxes.
+        """
+        missions = self.mission_mail_domains
+        return missions if self.zone in missions else [*missions, self.zone]
 
     def mailboxes_on(self, server: str) -> list[Mailbox]:
         return [box for box in self.mailboxes if box.server == server]
@@ -116,6 +127,7 @@ class Estate:
         return {
             "missions": len(self.missions),
             "mail_domains": len(self.mail_domains),
+            "mission_mail_domains": len(self.mission_mail_domains),
             "hosts_by_role": dict(sorted(roles.items())),
             "mailboxes": len(self.mailboxes),
             "mailboxes_by_server": dict(

@@ -14,12 +14,15 @@ from importlib import metadata
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from unops.directory.slapd import Entry, office_mailbox_entry
 from unops.errors import ExporterError
 from unops.exporter.config import (
     RECORDS_KEY_SECRET,
     SNMP_AUTH_SECRET,
     SNMP_PRIV_SECRET,
     SNMP_USER,
+    ExporterConfig,
+    probe_secret,
 )
 from unops.secrets import get_or_create, password
 
@@ -86,6 +89,29 @@ def snmp_create_user_line(user: str, auth: str, priv: str) -> str:
 def snmp_user_marker(user: str, auth: str, priv: str) -> str:
     """A digest that says which credentials the agent was given, without holding them."""
     return hashlib.sha256(f"{user}\0{auth}\0{priv}".encode()).hexdigest()
+
+
+# Quota of a probe mailbox: each message is removed as soon as it is found.
+PROBE_QUOTA_MB = 64
+
+
+def probe_entries(config: ExporterConfig) -> list[Entry]:
+    """The directory entries of the probe mailboxes, one homed on each mail server.
+
+    Their passwords are made here on first use (unops.secrets) and copied to the exporter.
+    """
+    base = config.base_dn
+    return [
+        office_mailbox_entry(
+            base,
+            server.probe_user,
+            server.target,
+            password(config.fleet, probe_secret(server.target)),
+            f"Monitoring probe of {server.target}",
+            PROBE_QUOTA_MB,
+        )
+        for server in config.mail_servers
+    ]
 
 
 def prometheus_config(

@@ -80,7 +80,8 @@ def read_server(
         if target.provider:
             entries = connection.extend.standard.paged_search(
                 f"ou=mailboxes,{base_dn}",
-                "(objectClass=unopsMailbox)",
+                # Mission mailboxes only: the office's own accounts (the probes) have no mission.
+                "(&(objectClass=unopsMailbox)(unopsMission=*))",
                 search_scope=SUBTREE,
                 attributes=["unopsHomeServer", "unopsAccountState"],
                 paged_size=PAGE_SIZE,
@@ -179,7 +180,7 @@ def directory_families(readings: list[DirectoryReading]) -> list[Metric]:
     )
     mailboxes = GaugeMetricFamily(
         "unops_directory_mailboxes",
-        "Mailboxes in the directory by home server and account state.",
+        "Mission mailboxes in the directory by home server and account state.",
         labels=["server", "state"],
     )
     provider_time = next((r.csn_time for r in readings if r.provider and r.success), None)

@@ -57,7 +57,7 @@ def estate_records(estate: Estate) -> tuple[list[str], list[Record]]:
     hosts = estate.lab_hosts()
     network: IPv4Network = estate.site.lab.network
     reverse_zone = ".".join(reversed(str(network.network_address).split(".")[:3])) + ".in-addr.arpa"
-    zones = [estate.zone, reverse_zone, *estate.mail_domains]
+    zones = [estate.zone, reverse_zone, *estate.mission_mail_domains]
     records = [Record(h.fqdn, "A", str(h.address)) for h in hosts]
     records += [Record(reverse_name(h.address), "PTR", h.fqdn) for h in hosts]
     bridge = estate.site.lab.bridge_address

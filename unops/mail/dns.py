@@ -51,13 +51,14 @@ def _name(host: object) -> str:
 
 
 def check_domain(estate: Estate, domain: str) -> str:
-    """The domain itself if it is a mission's mail domain, or an error naming what is accepted."""
+    """The domain itself if the mail servers accept it, or an error naming what is accepted."""
     domain = domain.strip().lower().rstrip(".")
     if domain not in estate.mail_domains:
-        sample = ", ".join(estate.mail_domains[:3])
+        sample = ", ".join(estate.mission_mail_domains[:3])
         raise UnopsError(
-            f"{domain!r} is not a mission mail domain in {estate.root / 'missions.csv'}; "
-            f"give one of its {len(estate.mail_domains)} domains, such as {sample}"
+            f"{domain!r} is not a mail domain of the estate: give the office zone "
+            f"{estate.zone} or one of the {len(estate.mission_mail_domains)} mission domains "
+            f"in {estate.root / 'missions.csv'}, such as {sample}"
         )
     return domain
 
@@ -104,7 +105,7 @@ def records(estate: Estate, fleet: str, domain: str) -> list[DnsRecord]:
 
 
 def all_records(estate: Estate, fleet: str) -> list[DnsRecord]:
-    """The records of every mission mail domain."""
+    """The records of every mail domain: the missions' and the office zone."""
     return [record for domain in estate.mail_domains for record in records(estate, fleet, domain)]
 
 
