@@ -270,6 +270,22 @@ def test_probe_mailboxes_log_in_and_mail_flows_from_each_server_to_the_next(
     )
 
 
+def test_every_tls_endpoint_and_directory_server_exports_its_certificate_expiry(
+    deployed: object,
+) -> None:
+    """Each mail port with TLS and each directory server (StartTLS) exports the notAfter of
+    the certificate it presented: in the future, and the same as the lab CA issued."""
+    expiry = wait_for(
+        "certificate expiry of the provider and the four replicas",
+        lambda: count('unops_probe_ssl_earliest_cert_expiry{kind="ldap"}', 1 + len(MAIL_SERVERS)),
+    )
+    mail = query('unops_probe_ssl_earliest_cert_expiry{kind=~"smtp|submission|imaps"}')
+    assert len(mail) == 3 * len(MAIL_SERVERS)
+    now = time.time()
+    for labels, not_after in [*expiry.items(), *mail.items()]:
+        assert not_after > now + 14 * 86400, labels
+
+
 def test_a_probe_mailbox_is_a_real_account_a_plain_imap_client_can_use(deployed: object) -> None:
     """imaplib logs in to probe-mail2@ict.example on mail2 with the generated password, over
     verified TLS; a wrong password is refused."""

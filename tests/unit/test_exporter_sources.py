@@ -139,3 +139,14 @@ def test_queue_counts_are_read_from_the_forced_commands_answer() -> None:
 
     text = "active 2\ndeferred 31\nhold 0\nincoming 1\nbogus 9\ndeferred: nope\n"
     assert parse_queues(text) == {"active": 2, "deferred": 31, "hold": 0, "incoming": 1}
+
+
+def test_directory_certificate_expiry_is_exported_where_starttls_showed_one() -> None:
+    """The notAfter of the certificate StartTLS was shown is exported with kind="ldap"; a
+    server that could not be reached has none (not a zero)."""
+    readings = [
+        DirectoryReading("dir1", True, True, 0.1, cert_expiry=1_900_000_000.0),
+        DirectoryReading("mail2", False, False, 0.1),
+    ]
+    metrics = by_name(directory_families(readings))
+    assert metrics["unops_probe_ssl_earliest_cert_expiry"] == {("ldap", "dir1"): 1_900_000_000.0}

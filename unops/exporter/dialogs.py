@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import ssl
+from collections.abc import Mapping
 
 # Longest reply line accepted; a peer that sends more is not a mail server we know.
 MAX_LINE = 8192
@@ -63,7 +64,7 @@ class Session:
             await self.writer.wait_closed()
 
 
-def cert_expiry(cert: dict[str, object] | None) -> float | None:
+def cert_expiry(cert: Mapping[str, object] | None) -> float | None:
     """The notAfter of a peer certificate, in seconds since the epoch."""
     if not cert or not isinstance(cert.get("notAfter"), str):
         return None

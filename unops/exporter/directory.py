@@ -24,6 +24,7 @@ from unops.exporter.availability import ProbeResult
 from unops.exporter.availability import families as probe_families
 from unops.exporter.config import LDAP_SECRET, ExporterConfig, LdapTarget, read_secret
 from unops.exporter.core import SourceCollector
+from unops.exporter.dialogs import cert_expiry
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class DirectoryReading:
     success: bool
     duration: float
     csn_time: float | None = None
+    cert_expiry: float | None = None
     mailboxes: Counter[tuple[str, str]] = field(default_factory=Counter)
     error: str = ""
 
@@ -71,6 +73,9 @@ def read_server(
         # StartTLS needs the name in the certificate; ldap3 checks it against the server name.
         server.host = target.server_name
         connection.start_tls()
+        # After StartTLS ldap3 holds the verified TLS socket: its peer is the server's certificate.
+        if isinstance(connection.socket, ssl.SSLSocket):
+            reading.cert_expiry = cert_expiry(connection.socket.getpeercert())
         if not connection.bind():
             raise LDAPException(f"bind as {user} refused: {connection.result.get('description')}")
         connection.search(base_dn, "(objectClass=*)", search_scope=BASE, attributes=["contextCSN"])
@@ -158,11 +163,13 @@ class DirectoryCollector(SourceCollector):
 
 def directory_families(readings: list[DirectoryReading]) -> list[Metric]:
     probes = probe_families(
-        [ProbeResult("ldap", r.target, r.success, r.duration, error=r.error) for r in readings]
+        [
+            ProbeResult("ldap", r.target, r.success, r.duration, r.cert_expiry, error=r.error)
+            for r in readings
+        ]
     )
-    # Only the success and duration families apply to LDAP; certificates are seen by StartTLS
-    # but ldap3 does not hand the peer certificate back.
-    result: list[Metric] = probes[:2]
+    # Success, duration and the certificate StartTLS was shown; LDAP has no HTTP status.
+    result: list[Metric] = probes[:3]
     info = GaugeMetricFamily(
         "unops_ldap_server_info",
         "A directory server the exporter probes, and its role (provider or replica).",
