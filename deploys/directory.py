@@ -23,6 +23,7 @@ from pyinfra.operations.util import any_changed
 
 from unops import PROJECT_ROOT
 from unops.directory import ADMIN_ACCOUNT, SERVICE_ACCOUNTS, base_dn, secret_name
+from unops.directory.office import office_entries
 from unops.directory.slapd import (
     TlsFiles,
     admin_peers,
@@ -208,13 +209,15 @@ if is_provider or is_replica:
     # `systemctl is-enabled` answers "generated" for it, so enabled=True would change every run.
     systemd.service(name="Start slapd.service", service="slapd.service", running=True)
 
-    # --- The tree and the bind accounts (provider only; replicas copy them) -------------------
+    # --- The tree, the bind accounts, the office mailboxes (provider only; replicas copy them)
     if is_provider:
         entries = tree_entries(
             base,
             {name: password(fleet, secret_name(name)) for name in SERVICE_ACCOUNTS},
             admin_password=password(fleet, secret_name(ADMIN_ACCOUNT)),
         )
+        # The service desk's and on-call's mailboxes (unops.directory.office).
+        entries += office_entries(estate, fleet)
         entries_dir = f"{slapd_unops_dir}/entries"
         files.directory(name=f"Create {entries_dir}", path=entries_dir, mode="700")
         commands = [wait_for_slapd(slapd_ldapi)]

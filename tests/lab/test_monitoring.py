@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.header
 import imaplib
 import json
 import shutil
@@ -391,6 +392,30 @@ def test_access_point_down_fires_and_resolves(deployed: object, stopped_snmpd: s
     wait_for("AccessPointDown resolving", lambda: _alert_state("AccessPointDown", ap=ap) is None)
 
 
+def subjects(address: str, server: str) -> list[str]:
+    """The subjects in the INBOX of an office mailbox, read with imaplib over verified TLS."""
+    local = address.partition("@")[0]
+    secret = (paths.SECRETS_DIR / "lab" / "mail" / "office" / local).read_text().strip()
+    context = ssl.create_default_context(cafile=str(paths.CA_CERT))
+    host = f"198.18.0.{10 + MAIL_SERVERS.index(server) + 1}"
+    with imaplib.IMAP4_SSL(host, 993, ssl_context=context, timeout=30) as client:
+        client.login(address, secret)
+        client.select("INBOX", readonly=True)
+        _, found = client.search(None, "ALL")
+        ids = found[0].split()
+        if not ids:
+            return []
+        _, data = client.fetch(b",".join(ids), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        client.logout()
+    headers = [part[1] for part in data if isinstance(part, tuple)]
+    return [
+        str(email.header.make_header(email.header.decode_header(h.decode().split(":", 1)[1])))
+        .replace("\r\n", "")
+        .strip()
+        for h in headers
+    ]
+
+
 @pytest.fixture
 def stopped_postfix(lab: Any) -> Iterator[str]:
     """Postfix stopped on mail3 for the test, started again after it whatever happens."""
@@ -435,6 +460,14 @@ def test_postfix_stopped_reads_down_and_mail_service_down_fires_then_resolves(
 
     # The mail flow runs in rounds of its own (every 2 min, each waiting up to 90 s).
     wait_for(f"mail flow from {server} reading 0", flow_from_server_broken, deadline=360)
+
+    # On-call is paged: Alertmanager's mail reaches the on-call mailbox (homed on mail1).
+    def paged() -> list[str]:
+        hold_stopped()
+        return [s for s in subjects("oncall@ict.example", "mail1") if "MailServiceDown" in s]
+
+    page = wait_for("the MailServiceDown page in the on-call mailbox", paged, deadline=180)
+    assert "FIRING" in page[0], page
     # The other servers keep reading up (some of them at least: the lab is shared).
     assert query(f'unops_probe_success{{kind="smtp",target!="{server}"}} == 1')
     run(server, "systemctl start postfix.service", check=True)
