@@ -190,6 +190,11 @@ def main(root: Path) -> None:
         'ssid = "delegates"',
         'country = "US"',
         "",
+        "# Where each model's agent counts associated clients: a column with one row per radio.",
+        "# The sample model answers CISCO-DOT11-ASSOCIATION-MIB::cDot11ActiveWirelessClients.",
+        "[wifi.clients_oid]",
+        '"generic-802.11ac" = "1.3.6.1.4.1.9.9.273.1.1.2.1.1"',
+        "",
     ]
     for n, ap in enumerate(aps):
         lines += [

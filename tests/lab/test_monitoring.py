@@ -211,6 +211,17 @@ def test_snmpv3_authpriv_walk_of_the_access_point_succeeds(
     assert "lo" in asyncio.run(walk())
 
 
+def test_associated_clients_are_the_sum_of_the_radios_rows(deployed: object) -> None:
+    """Each lab access point serves one client count per radio in its model's column
+    (wifi.toml); the exporter reads them over SNMPv3 and exports their sum."""
+    wanted = float(sum(deployment.LAB_SIMULATED_CLIENTS))
+    clients = wait_for(
+        "associated clients of both access points",
+        lambda: count(f"unops_ap_associated_clients == {wanted}", 2),
+    )
+    assert {dict(labels)["ap"] for labels in clients} == {"ap-ga1-01", "ap-ga1-02"}
+
+
 @pytest.mark.parametrize("ap", ["ap-ga1-01"])
 def test_v2c_public_and_noauthnopriv_get_no_answer(deployed: object, lab: Any, ap: str) -> None:
     """A v2c request with 'public' times out; a USM user without auth and privacy is refused."""

@@ -197,7 +197,8 @@ FAULTS = {
         "floor = 1\nmodel",
         "floor = 9\nmodel",
         "ap-ga1-01: floor 9 of building 'ga' is not in buildings.toml",
-        line=8,
+        # The [[access_point]] line of ap-ga1-01.
+        line=13,
     ),
     "bad_zone": Fault(
         "site.toml",
@@ -228,6 +229,22 @@ FAULTS = {
         "D2008-00003,monitor,",
         "D2008-00003,laptop,",
         "'kind' must be one of 'cpu', 'monitor', 'printer' or 'other'; got 'laptop'",
+    ),
+    "clients_oid_not_numeric": Fault(
+        "wifi.toml",
+        '"generic-802.11ac" = "1.3.6.1.4.1.9.9.273.1.1.2.1.1"',
+        '"generic-802.11ac" = "cDot11ActiveWirelessClients"',
+        "must be a numeric SNMP object identifier",
+        # The reader names the line of the [wifi.clients_oid] table the value belongs to.
+        line=10,
+    ),
+    "clients_oid_for_a_model_no_access_point_has": Fault(
+        "wifi.toml",
+        '"generic-802.11ac" = "1.3.6',
+        '"generic-802.11n" = "1.3.6',
+        "[wifi.clients_oid] names model 'generic-802.11n', which no access point has; "
+        "models in use: generic-802.11ac",
+        line=None,
     ),
 }
 

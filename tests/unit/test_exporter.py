@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from pysnmp.proto.rfc1902 import Gauge32, ObjectName
+from pysnmp.proto.rfc1905 import EndOfMibView
 from test_exporter_fakes import imap_speaker, make_pki, serving, silent, smtp_speaker
 
 from unops.errors import ExporterError
+from unops.exporter import snmp
 from unops.exporter.availability import AvailabilityCollector
 from unops.exporter.config import AccessPointTarget, Endpoint, ExporterConfig, MailServer
 from unops.exporter.core import DEFAULT_BUDGET, PROBE_SHARE, Exporter, SourceCollector, budget_for
@@ -304,3 +307,44 @@ def test_overlapping_scrapes_share_the_running_round() -> None:
         exporter.stop()
     assert Slow.rounds == 1
     assert all(value(out, "unops_collector_success", collector="slow") == 1.0 for out in outputs)
+
+
+CLIENTS = "1.3.6.1.4.1.9.9.273.1.1.2.1.1"
+
+
+def _scripted_bulk(answers: list[list[tuple[str, object]]], asked: list[str]) -> object:
+    """A stand-in for pysnmp's bulk_cmd answering one scripted list of rows per request."""
+
+    async def bulk(*args: object, **kwargs: object) -> tuple[None, int, int, list[object]]:
+        # The request is an unresolved ObjectType(ObjectIdentity(oid)): its repr names the OID.
+        identity = vars(args[6])["_ObjectType__args"][0]
+        asked.append(repr(identity).split("'")[1])
+        rows = answers.pop(0)
+        return None, 0, 0, [(ObjectName(oid), value) for oid, value in rows]
+
+    return bulk
+
+
+def test_associated_clients_are_the_sum_of_the_column_over_several_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows across two GETBULK answers are summed, each request starting after the last row;
+    the first OID past the column ends the walk."""
+    first = [(f"{CLIENTS}.{n}", Gauge32(1)) for n in range(1, 9)]
+    second = [(f"{CLIENTS}.9", Gauge32(5)), (f"{CLIENTS}.10", Gauge32(0)), ("1.3.6.2", Gauge32(9))]
+    asked: list[str] = []
+    monkeypatch.setattr(snmp, "bulk_cmd", _scripted_bulk([first, second], asked))
+    poller = SnmpPoller("user", "authpassword1", "privpassword1")
+    assert asyncio.run(poller._column_sum(None, None, CLIENTS)) == 13  # type: ignore[arg-type]
+    assert asked == [CLIENTS, f"{CLIENTS}.8"]
+
+
+def test_an_agent_without_the_clients_column_exports_no_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agent whose tree has nothing under the column answers the next OID or an end of
+    view: no count at all, rather than a false zero."""
+    for answer in ([("1.3.6.1.6.3.1", Gauge32(4))], [(f"{CLIENTS}.1", EndOfMibView())]):
+        monkeypatch.setattr(snmp, "bulk_cmd", _scripted_bulk([answer], []))
+        poller = SnmpPoller("user", "authpassword1", "privpassword1")
+        assert asyncio.run(poller._column_sum(None, None, CLIENTS)) is None  # type: ignore[arg-type]

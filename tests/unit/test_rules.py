@@ -97,7 +97,8 @@ def test_no_runbook_without_an_alert() -> None:
 def render_alertmanager() -> dict[str, Any]:
     template = jinja2.Template((MONITORS / "alertmanager.yml.j2").read_text())
     text = template.render(
-        smarthost="mail1.ict.example:25",
+        smarthost="127.0.0.1:25",
+        require_tls="false",
         sender="alertmanager@ict.example",
         on_call="oncall@ict.example",
         service_desk="servicedesk@ict.example",
@@ -122,3 +123,22 @@ def test_pages_go_to_on_call_and_the_rest_to_the_service_desk_in_office_hours() 
     assert receivers["on-call"]["email_configs"][0]["to"] == "oncall@ict.example"
     used = {label for rule in rules() for label in [rule["labels"]["urgency"]]}
     assert used <= {m.split('"')[1] for (m,) in routes}
+
+
+def test_alertmanager_mails_through_the_local_null_client_which_falls_back() -> None:
+    """Alertmanager hands mail to Postfix on loopback; that Postfix relays to mail1 and falls
+    back to mail2..4 over verified TLS, so a page about one mail server still leaves."""
+    assert render_alertmanager()["global"]["smtp_smarthost"] == "127.0.0.1:25"
+    source = PROJECT_ROOT / "deploys/templates/alertmanager/etc/postfix/main.cf.j2"
+    relays = [f"mail{n}.ict.example" for n in (1, 2, 3, 4)]
+    text = jinja2.Template(source.read_text()).render(fqdn="mon1.ict.example", relays=relays)
+    settings = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            settings[name.strip()] = value.strip()
+    assert settings["relayhost"] == "[mail1.ict.example]:25"
+    assert settings["smtp_fallback_relay"].split() == [f"[{r}]:25" for r in relays[1:]]
+    assert settings["smtp_tls_security_level"] == "secure"
+    assert settings["inet_interfaces"] == "loopback-only"
+    assert settings["mydestination"] == ""

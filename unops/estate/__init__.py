@@ -176,6 +176,15 @@ def load_estate(root: Path | str | None = None) -> Estate:
     backup_file = reader.toml("backup.toml")
     backup = backup_file.validate("backup", BackupSettings) if backup_file else None
 
+    if wifi is not None:
+        models = {ap.model for ap, _ in access_points}
+        for model in sorted(set(wifi.clients_oid) - models):
+            reader.problem(
+                "wifi.toml",
+                f"[wifi.clients_oid] names model {model!r}, which no access point has; "
+                f"models in use: {', '.join(sorted(models)) or 'none'}",
+            )
+
     if site is not None:
         check_references(
             reader,

@@ -55,7 +55,17 @@ def _check_address(value: str) -> str:
     return value
 
 
+def _check_oid(value: str) -> str:
+    if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]{0,9})){1,127}", value):
+        raise ValueError(
+            "must be a numeric SNMP object identifier without a leading dot, such as "
+            "'1.3.6.1.4.1.9.9.273.1.1.2.1.1'"
+        )
+    return value
+
+
 HostName = Annotated[str, AfterValidator(_check_label)]
+Oid = Annotated[str, AfterValidator(_check_oid)]
 DomainName = Annotated[str, AfterValidator(_check_domain)]
 MissionCode = Annotated[str, AfterValidator(_check_mission_code)]
 MailAddress = Annotated[str, AfterValidator(_check_address)]
@@ -198,6 +208,9 @@ class WifiSettings(Record):
     ssid: str = Field(min_length=1, max_length=32)
     # Regulatory domain of the radios (ISO 3166-1 alpha-2).
     country: MissionCode
+    # Per access point model: the SNMP column whose rows (one per radio) count the associated
+    # clients; the exporter sums them. A model left out exports no client count.
+    clients_oid: dict[str, Oid] = Field(default_factory=dict)
 
 
 class CmsSite(Record):

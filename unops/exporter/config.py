@@ -93,9 +93,12 @@ class MailServer:
 
 @dataclass(frozen=True)
 class AccessPointTarget:
+    """An access point; `clients_oid`: the column counting its clients, if its model has one."""
+
     target: str
     address: str
     port: int = 161
+    clients_oid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,9 @@ def config_from_estate(
         if (address := address_of(site.host)) is not None
     ]
     access_points = [
-        AccessPointTarget(ap.name, str(ap_address))
+        AccessPointTarget(
+            ap.name, str(ap_address), clients_oid=estate.wifi.clients_oid.get(ap.model)
+        )
         for ap in estate.access_points
         if (ap_address := ap.lab_address if fleet == "lab" else ap.address) is not None
     ]

@@ -84,6 +84,13 @@ ON_CALL = (
     ),
     Panel("Access points up", "unops_ap_up", "{{ap}}", "stat"),
     Panel(
+        "Wi-Fi clients per access point",
+        "unops_ap_associated_clients",
+        "{{ap}}",
+        description="Clients associated with each access point, where its agent counts them: "
+        "where delegates gather, and where coverage must grow when rooms move.",
+    ),
+    Panel(
         "Exporter collectors",
         "unops_collector_duration_seconds",
         "{{collector}}",

@@ -91,6 +91,9 @@ def snmp_user_marker(user: str, auth: str, priv: str) -> str:
     return hashlib.sha256(f"{user}\0{auth}\0{priv}".encode()).hexdigest()
 
 
+# In the lab the access points are containers without radios: snmpd serves these client counts
+# (one per radio) in the model's clients column, so that the exporter's reading is exercised.
+LAB_SIMULATED_CLIENTS = (7, 3)
 # Quota of a probe mailbox: each message is removed as soon as it is found.
 PROBE_QUOTA_MB = 64
 

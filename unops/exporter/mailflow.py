@@ -205,8 +205,12 @@ class MailFlowCollector(SourceCollector):
             code = await self.submit(server, server.probe_user, msg)
             refused = code >= 500
             if not refused:
+                # 2xx: accepted, the scanner let it through; 4xx: deferred, the scanner is down.
                 log.warning(
-                    "server %s accepted the %s test message (%s)", server.target, name, code
+                    "server %s did not refuse the %s test message: it answered %s",
+                    server.target,
+                    name,
+                    code,
                 )
         except (OSError, ssl.SSLError, dialogs.DialogError, TimeoutError) as exc:
             log.info("scanner self-test %s on %s could not run: %s", name, server.target, exc)

@@ -158,7 +158,41 @@ class SnmpPoller:
                 ifname = descr.prettyPrint() if hasattr(descr, "prettyPrint") else str(descr)
                 radio = int(str(row.get(IF_TYPE, 0))) == IF_TYPE_RADIO
                 interfaces[ifname] = (int(str(row[IF_OPER_STATUS])) == 1, radio)
-        return ApReading(ap.target, True, 0.0, uptime=uptime, interfaces=interfaces)
+        clients = None
+        if ap.clients_oid is not None:
+            clients = await self._column_sum(transport, context, ap.clients_oid)
+        return ApReading(
+            ap.target, True, 0.0, uptime=uptime, interfaces=interfaces, clients=clients
+        )
+
+    async def _column_sum(
+        self, transport: UdpTransportTarget, context: ContextData, column: str
+    ) -> int | None:
+        """The sum of a column's rows (clients per radio), or None if the agent has no rows."""
+        total: int | None = None
+        start = column
+        for _ in range(MAX_INTERFACES // BULK_REPETITIONS):
+            error, status, _, table = await bulk_cmd(
+                self.engine,
+                self.auth,
+                transport,
+                context,
+                0,
+                BULK_REPETITIONS,
+                ObjectType(ObjectIdentity(start)),
+                lookupMib=False,
+            )
+            check(error, status)
+            varbinds = list(table)
+            for name, value in varbinds:
+                oid = str(name)
+                if isinstance(value, EMPTY_VALUES) or not oid.startswith(column + "."):
+                    return total
+                total = (total or 0) + int(value)
+                start = oid
+            if len(varbinds) < BULK_REPETITIONS:
+                return total
+        return total
 
 
 class SnmpAnswerError(Exception):
