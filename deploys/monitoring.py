@@ -117,6 +117,16 @@ def template(dest: str, service: str, mode: str = "644", **data: object):
     )
 
 
+def keep_running(unit: str, restart_if: object = None, reload_if: object = None) -> None:
+    """Restart `unit` when `restart_if` says so, reload it when `reload_if` does, and keep it
+    enabled and running; each `_if` is what pyinfra takes (a callable asked at run time)."""
+    if restart_if is not None:
+        systemd.service(name=f"Restart {unit}", service=unit, restarted=True, _if=restart_if)
+    if reload_if is not None:
+        systemd.service(name=f"Reload {unit}", service=unit, reloaded=True, _if=reload_if)
+    systemd.service(name=f"Enable and start {unit}", service=unit, running=True, enabled=True)
+
+
 # --- Every host the exporter reads over SSH: the forced command and the restricted key ---------
 if roles & {"mail", "directory", "cms"}:
     _, public_key = deployment.records_key(fleet)
@@ -470,18 +480,7 @@ if "monitoring" in roles:
         tls_args=tls_args,
     )
     systemd.daemon_reload(name="Reload systemd units", _if=unit.did_change)
-    systemd.service(
-        name="Restart unops-exporter.service",
-        service="unops-exporter.service",
-        restarted=True,
-        _if=any_changed(unit, install, *exporter_files),
-    )
-    systemd.service(
-        name="Enable and start unops-exporter.service",
-        service="unops-exporter.service",
-        running=True,
-        enabled=True,
-    )
+    keep_running("unops-exporter.service", restart_if=any_changed(unit, install, *exporter_files))
 
     # Prometheus: rules from monitors/rules, configuration from the estate, checked, reloaded.
     prom_ops = [
@@ -535,24 +534,7 @@ if "monitoring" in roles:
         listen=f"{monitor_address}:{deployment.PROMETHEUS_PORT}",
         retention=prometheus_retention,
     )
-    systemd.service(
-        name="Restart prometheus.service",
-        service="prometheus.service",
-        restarted=True,
-        _if=prom_default.did_change,
-    )
-    systemd.service(
-        name="Reload prometheus.service",
-        service="prometheus.service",
-        reloaded=True,
-        _if=prom_changed,
-    )
-    systemd.service(
-        name="Enable and start prometheus.service",
-        service="prometheus.service",
-        running=True,
-        enabled=True,
-    )
+    keep_running("prometheus.service", restart_if=prom_default.did_change, reload_if=prom_changed)
 
     # Alertmanager: routing by urgency (monitors/alertmanager.yml.j2), checked, reloaded.
     # Its mail leaves through a Postfix null client here, which falls back from one mail server
@@ -567,18 +549,7 @@ if "monitoring" in roles:
         commands=["postfix check"],
         _if=relay_config.did_change,
     )
-    systemd.service(
-        name="Restart postfix.service",
-        service="postfix.service",
-        restarted=True,
-        _if=relay_config.did_change,
-    )
-    systemd.service(
-        name="Enable and start postfix.service",
-        service="postfix.service",
-        running=True,
-        enabled=True,
-    )
+    keep_running("postfix.service", restart_if=relay_config.did_change)
     smarthost = "127.0.0.1:25"
     am_config = files.template(
         name="Configure /etc/prometheus/alertmanager.yml",
@@ -603,21 +574,8 @@ if "monitoring" in roles:
         "alertmanager",
         listen=f"{monitor_address}:{deployment.ALERTMANAGER_PORT}",
     )
-    systemd.service(
-        name="Restart prometheus-alertmanager.service",
-        service="prometheus-alertmanager.service",
-        restarted=True,
-        _if=am_default.did_change,
-    )
-    systemd.service(
-        name="Reload prometheus-alertmanager.service",
-        service="prometheus-alertmanager.service",
-        reloaded=True,
-        _if=am_config.did_change,
-    )
-    systemd.service(
-        name="Enable and start prometheus-alertmanager.service",
-        service="prometheus-alertmanager.service",
-        running=True,
-        enabled=True,
+    keep_running(
+        "prometheus-alertmanager.service",
+        restart_if=am_default.did_change,
+        reload_if=am_config.did_change,
     )

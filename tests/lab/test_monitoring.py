@@ -339,14 +339,21 @@ def test_directory_sync_leaves_the_probe_mailboxes_alone(deployed: object) -> No
     assert "probe-" not in touched, touched
 
 
+@contextmanager
+def stopped(host: str, stop: str, start: str) -> Iterator[str]:
+    """`systemctl stop <stop>` on `host`; `systemctl start <start>` after, whatever happens."""
+    run(host, f"systemctl stop {stop}", check=True)
+    try:
+        yield host
+    finally:
+        run(host, f"systemctl start {start}", check=True)
+
+
 @pytest.fixture
 def stopped_clamd(lab: Any) -> Iterator[str]:
-    """clamd stopped on mail4 for the test, started again after it whatever happens."""
-    run("mail4", "systemctl stop clamav-daemon.service", check=True)
-    try:
-        yield "mail4"
-    finally:
-        run("mail4", "systemctl start clamav-daemon.service", check=True)
+    """clamd stopped on mail4 for the test."""
+    with stopped("mail4", "clamav-daemon.service", "clamav-daemon.service") as host:
+        yield host
 
 
 def test_scanner_self_test_reads_0_while_clamd_is_down_and_1_again_after(
@@ -378,12 +385,9 @@ def _alert_state(name: str, **labels: str) -> str | None:
 
 @pytest.fixture
 def stopped_snmpd(lab: Any) -> Iterator[str]:
-    """snmpd stopped on ap-ga1-02 for the test, started again after it whatever happens."""
-    run("ap-ga1-02", "systemctl stop snmpd.service", check=True)
-    try:
-        yield "ap-ga1-02"
-    finally:
-        run("ap-ga1-02", "systemctl start snmpd.service", check=True)
+    """snmpd stopped on ap-ga1-02 for the test."""
+    with stopped("ap-ga1-02", "snmpd.service", "snmpd.service") as host:
+        yield host
 
 
 def test_access_point_down_fires_and_resolves(deployed: object, stopped_snmpd: str) -> None:
@@ -429,15 +433,12 @@ def subjects(address: str, server: str) -> list[str]:
 
 @pytest.fixture
 def stopped_postfix(lab: Any) -> Iterator[str]:
-    """Postfix stopped on mail3 for the test, started again after it whatever happens."""
+    """Postfix stopped on mail3 for the test."""
     server = "mail3"
     if not query(f'unops_probe_success{{kind="smtp",target="{server}"}} == 1'):
         pytest.fail(f"SMTP on {server} does not probe up before the test: deploy mail first")
-    run(server, "systemctl stop postfix.service postfix@-.service", check=True)
-    try:
-        yield server
-    finally:
-        run(server, "systemctl start postfix.service", check=True)
+    with stopped(server, "postfix.service postfix@-.service", "postfix.service") as host:
+        yield host
 
 
 def test_postfix_stopped_reads_down_and_mail_service_down_fires_then_resolves(
