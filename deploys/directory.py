@@ -242,6 +242,6 @@ if is_provider or is_replica:
             != hashlib.sha256(all_text.encode()).hexdigest()
         ):
             server.shell(
-                name=f"Add or update the base entries and bind accounts of {base}",
+                name=f"Add or update the base entries, bind accounts, office mailboxes of {base}",
                 commands=commands,
             )
