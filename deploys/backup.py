@@ -14,9 +14,11 @@ chained record per run; see docs/backup-records.md.
 from __future__ import annotations
 
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase
+from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -154,11 +156,31 @@ if backed_up:
 
     for folder, mode in (
         (plan.CONFIG_DIR, "700"),
-        ("/var/lib/unops/backup", "750"),
         (plan.SCRATCH_DIR, "700"),
         ("/var/cache/restic", "700"),
     ):
         root_directory(folder, mode)
+    # The records may be read by the monitoring reader's group, and written by root only; the
+    # runner gives a new records file the folder's group.
+    server.group(
+        name=f"Create the group {plan.RECORDS_GROUP}", group=plan.RECORDS_GROUP, system=True
+    )
+    records_dir = str(Path(plan.RECORDS_FILE).parent)
+    files.directory(
+        name=f"Create {records_dir}",
+        path=records_dir,
+        user="root",
+        group=plan.RECORDS_GROUP,
+        mode="750",
+    )
+    if host.get_fact(File, path=plan.RECORDS_FILE):
+        files.file(
+            name=f"Let {plan.RECORDS_GROUP} read {plan.RECORDS_FILE}",
+            path=plan.RECORDS_FILE,
+            user="root",
+            group=plan.RECORDS_GROUP,
+            mode="640",
+        )
     # Consistent copies (dumps) are root's alone: they hold every account and every row.
     dump_dirs = sorted({str(step["dir"]) for step in client_plan.pre})
     for folder in dump_dirs:

@@ -8,7 +8,7 @@ Run it with `unops deploy monitoring` or `pyinfra -y inventory/lab.py deploys/mo
   a venv, run as its own user under systemd.
 - access points: snmpd with one SNMPv3 user, authPriv with SHA-256 and AES; no community.
 - backed-up hosts and mail servers: the forced command that answers the exporter's restricted
-  SSH key (backup records, Postfix queue sizes) and that key in root's authorized_keys.
+  SSH key (backup records, Postfix queue sizes) and that key for the unprivileged unops-monitor.
 What is computed (configuration, keys, credentials) lives in unops.exporter.deployment.
 """
 
@@ -31,7 +31,7 @@ from unops import PROJECT_ROOT
 from unops.errors import DeployError
 from unops.estate import load_estate
 from unops.exporter import deployment
-from unops.exporter.config import config_from_estate, probe_secret
+from unops.exporter.config import READER_USER, config_from_estate, probe_secret
 from unops.inventory import PRODUCTION_KNOWN_HOSTS
 from unops.lab import paths
 from unops.secrets import secret_path
@@ -127,7 +127,7 @@ def keep_running(unit: str, restart_if: object = None, reload_if: object = None)
     systemd.service(name=f"Enable and start {unit}", service=unit, running=True, enabled=True)
 
 
-# --- Every host the exporter reads over SSH: the forced command and the restricted key ---------
+# --- Every host the exporter reads over SSH: an unprivileged account with the restricted key --
 if roles & {"mail", "directory", "cms"}:
     _, public_key = deployment.records_key(fleet)
     # The exporter runs on the monitoring host; in the lab `unops exporter probe` also runs on
@@ -135,6 +135,7 @@ if roles & {"mail", "directory", "cms"}:
     sources = [monitor_address]
     if fleet == "lab":
         sources.append(str(estate.site.lab.bridge_address))
+    reader_home = f"/var/lib/{READER_USER}"
     files.directory(name="Create /usr/local/lib/unops", path="/usr/local/lib/unops", mode="755")
     files.put(
         name=f"Install {MONITOR_READ}",
@@ -144,13 +145,41 @@ if roles & {"mail", "directory", "cms"}:
         group="root",
         mode="755",
     )
-    files.directory(name="Create /root/.ssh", path="/root/.ssh", user="root", mode="700")
+    # Its group reads the backup records (deploys/backup.py); a shell runs the forced command.
+    server.group(name=f"Create the group {READER_USER}", group=READER_USER, system=True)
+    server.user(
+        name=f"Create the user {READER_USER}",
+        user=READER_USER,
+        group=READER_USER,
+        home=reader_home,
+        shell="/bin/sh",
+        system=True,
+        ensure_home=False,
+    )
+    files.directory(
+        name=f"Create {reader_home}", path=reader_home, user="root", group=READER_USER, mode="750"
+    )
+    files.directory(
+        name=f"Create {reader_home}/.ssh",
+        path=f"{reader_home}/.ssh",
+        user=READER_USER,
+        group=READER_USER,
+        mode="700",
+    )
+    files.put(
+        name=f"Authorize the exporter's restricted key for {READER_USER}",
+        src=StringIO(deployment.authorized_key_line(public_key, sources) + "\n"),
+        dest=f"{reader_home}/.ssh/authorized_keys",
+        user=READER_USER,
+        group=READER_USER,
+        mode="600",
+    )
+    # Earlier versions gave root this key: it is taken away again.
     files.line(
-        name="Authorize the exporter's restricted key in /root/.ssh/authorized_keys",
+        name="Remove the exporter's key from /root/.ssh/authorized_keys",
         path="/root/.ssh/authorized_keys",
-        line=deployment.authorized_key_line(public_key, sources),
-        # Replace an older line of the same key (new sources), never add a second one.
-        replace=deployment.authorized_key_line(public_key, sources),
+        line=r".* unops-exporter$",
+        present=False,
     )
 
 # --- The directory provider: a probe mailbox homed on each mail server ------------------------

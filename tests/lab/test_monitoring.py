@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import email.header
 import imaplib
+import io
 import json
 import shutil
 import ssl
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import paramiko
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pysnmp.hlapi.v3arch.asyncio import (
@@ -37,6 +39,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from unops import PROJECT_ROOT
 from unops.deploying import DeployResult, run_deploy
 from unops.exporter import deployment, mailflow
+from unops.exporter.config import READER_USER
 from unops.lab import paths
 from unops.remote import run
 
@@ -296,6 +299,51 @@ def test_every_tls_endpoint_and_directory_server_exports_its_certificate_expiry(
     now = time.time()
     for labels, not_after in [*expiry.items(), *mail.items()]:
         assert not_after > now + 14 * 86400, labels
+
+
+def test_hosts_are_read_as_an_unprivileged_account_that_may_run_one_command(
+    deployed: object,
+) -> None:
+    """Backup records and queue sizes read up on every host through unops-monitor; the same key
+    does not log in as root, asks nothing else, and the account cannot read backup secrets."""
+    wait_for(
+        "backup records readable on the six backed-up hosts",
+        lambda: count('unops_probe_success{kind="backup_records"} == 1', 6),
+    )
+    wait_for(
+        "queue sizes readable on the four mail servers",
+        lambda: count('unops_probe_success{kind="mail_queue"} == 1', len(MAIL_SERVERS)),
+    )
+    key = paramiko.Ed25519Key.from_private_key(io.StringIO(deployment.records_key("lab")[0]))
+
+    def connect(user: str) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(paths.KNOWN_HOSTS))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        client.connect(
+            "198.18.0.11",
+            username=user,
+            pkey=key,
+            timeout=10,
+            look_for_keys=False,
+            allow_agent=False,
+        )
+        return client
+
+    with pytest.raises(paramiko.AuthenticationException):
+        connect("root")
+    client = connect(READER_USER)
+    try:
+        _, stdout, stderr = client.exec_command("cat /etc/unops/backup/restic.pass", timeout=10)
+        assert stdout.channel.recv_exit_status() == 2
+        assert stdout.read() == b""
+        assert b"answers 'records' or 'queue' only" in stderr.read()
+    finally:
+        client.close()
+    denied = run(
+        "mail1", ["runuser", "-u", READER_USER, "--", "cat", "/etc/unops/backup/restic.pass"]
+    )
+    assert not denied.ok and "Permission denied" in denied.stderr, denied
 
 
 def test_a_probe_mailbox_is_a_real_account_a_plain_imap_client_can_use(deployed: object) -> None:

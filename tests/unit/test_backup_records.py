@@ -6,6 +6,7 @@ import datetime as dt
 import importlib.machinery
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -204,3 +205,17 @@ def test_restore_of_a_path_the_snapshot_lacks_fails(tmp_path: Path) -> None:
     last = records.read_file(tmp_path / "records.jsonl", host="mail1").records[-1]
     assert (last.kind, last.result, last.files) == ("restore", "failed", 0)
     assert last.detail == f"snapshot {last.snapshot} holds nothing under /nowhere/ana"
+
+
+def test_a_new_records_file_takes_its_folders_group_and_stays_0640(tmp_path: Path) -> None:
+    """The monitoring reader reads the records through the folder's group: a file the runner
+    creates gets that group (here nogroup, 65534) and mode 0640, so no one else reads it."""
+    if os.geteuid() != 0:
+        pytest.fail("this test changes a file's group: run the unit tests as root, as CI does")
+    folder = tmp_path / "backup"
+    folder.mkdir()
+    os.chown(folder, -1, 65534)
+    path = folder / "records.jsonl"
+    _runner().append_record(str(path), _payload(1))
+    info = path.stat()
+    assert (info.st_gid, info.st_mode & 0o777) == (65534, 0o640)

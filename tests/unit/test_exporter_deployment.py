@@ -112,3 +112,35 @@ def test_an_office_mailbox_value_that_ldif_cannot_hold_is_refused() -> None:
         office_mailbox_entry(
             "dc=ict,dc=example", "a@ict.example", "mail1", "pw", "probe\nobjectClass: x", 64
         )
+
+
+MONITOR_READ = PROJECT_ROOT / "deploys/templates/unops-exporter/usr/local/lib/unops/monitor-read"
+
+
+def _monitor_read(tmp_path: Path, question: str, listing: str) -> subprocess.CompletedProcess[str]:
+    """Run the forced command with a stand-in `postqueue -j` that prints `listing`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "postqueue"
+    fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{listing}EOF\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": question}
+    return subprocess.run(["sh", str(MONITOR_READ)], env=env, capture_output=True, text=True)
+
+
+def test_monitor_read_counts_each_queue_from_postqueue_json(tmp_path: Path) -> None:
+    """Two deferred and one active message give those counts, and 0 for the empty queues."""
+    listing = "".join(
+        f'{{"queue_name": "{queue}", "queue_id": "{n}", "recipients": []}}\n'
+        for n, queue in enumerate(["deferred", "active", "deferred"])
+    )
+    done = _monitor_read(tmp_path, "queue", listing)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["active 1", "deferred 2", "hold 0", "incoming 0"]
+
+
+def test_monitor_read_refuses_any_other_question(tmp_path: Path) -> None:
+    """Whatever else the client asks, the answer is a refusal with status 2 and nothing run."""
+    done = _monitor_read(tmp_path, "cat /etc/shadow", "")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "answers 'records' or 'queue' only" in done.stderr

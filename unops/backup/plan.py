@@ -29,6 +29,9 @@ SSH_KEY_FILE = f"{CONFIG_DIR}/id_ed25519"
 SSH_CONFIG_FILE = f"{CONFIG_DIR}/ssh_config"
 KNOWN_HOSTS_FILE = f"{CONFIG_DIR}/known_hosts"
 RECORDS_FILE = "/var/lib/unops/backup/records.jsonl"
+# The group that may read the records (and nothing else of the backup): the monitoring reader,
+# the account the exporter's restricted SSH key logs in as (deploys/monitoring.py).
+RECORDS_GROUP = "unops-monitor"
 # Where drills restore to (root only, 0700): never a shared temporary folder.
 SCRATCH_DIR = "/var/lib/unops/backup/scratch"
 # Where consistent copies (directory and database dumps) are written before each backup.

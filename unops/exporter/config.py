@@ -36,6 +36,9 @@ SNMP_AUTH_SECRET = "snmp/exporter/auth"  # noqa: S105
 SNMP_PRIV_SECRET = "snmp/exporter/priv"  # noqa: S105
 RECORDS_KEY_SECRET = "exporter/records-key"  # noqa: S105
 SNMP_USER = "unops-exporter"
+# The unprivileged account on each read host that the restricted SSH key logs in as; its group
+# may read the backup records (unops.backup.plan.RECORDS_GROUP).
+READER_USER = "unops-monitor"
 
 
 def probe_secret(server: str) -> str:

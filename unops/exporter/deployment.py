@@ -59,7 +59,7 @@ def records_key(fleet: str) -> tuple[str, str]:
 
 
 def authorized_key_line(public_key: str, sources: list[str]) -> str:
-    """root's authorized_keys line: only from the exporter's addresses, only the forced command."""
+    """unops-monitor's authorized_keys line: only from the exporter, only the forced command."""
     source = ",".join(sources)
     return (
         f'restrict,from="{source}",command="/usr/local/lib/unops/monitor-read" '

@@ -1,9 +1,10 @@
 """Reading a fixed answer from a host over SSH, with a key that can ask for nothing else.
 
-The monitoring deploy installs the exporter's public key in root's authorized_keys as
-`restrict,from="<exporter>",command="/usr/local/lib/unops/monitor-read"`: whatever the client
-asks, sshd runs that script, which answers `records` (the backup record chain) and `queue` (the
-Postfix queue's size) and refuses the rest. No shell, no forwarding, no pty: the least right
+The monitoring deploy installs the exporter's public key for the unprivileged account
+unops-monitor as `restrict,from="<exporter>",command="/usr/local/lib/unops/monitor-read"`:
+whatever the client asks, sshd runs that script, which answers `records` (the backup record
+chain, readable through the account's group) and `queue` (the Postfix queue's size, from
+`postqueue -j`) and refuses the rest. Not root, no shell, no forwarding, no pty: the least right
 that works. Host keys are checked against the pinned known_hosts file.
 """
 
@@ -14,6 +15,8 @@ import time
 from dataclasses import dataclass
 
 import paramiko
+
+from unops.exporter.config import READER_USER
 
 # Largest answer read; a year of daily records of every kind is well under this.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
@@ -42,7 +45,7 @@ def read_remote(
         client.connect(
             address,
             port=port,
-            username="root",
+            username=READER_USER,
             pkey=key,
             timeout=budget,
             banner_timeout=budget,
