@@ -84,6 +84,22 @@ def test_smtp_probe_completes_starttls_and_reads_certificate_expiry(tmp_path: Pa
     assert expiry == pki.not_after.timestamp()
 
 
+def test_certificate_expiry_is_the_earliest_in_the_verified_chain(tmp_path: Path) -> None:
+    """A CA that expires before the server's certificate is what the expiry reads, as in
+    blackbox_exporter: renewing the leaf alone would not keep the endpoint trusted."""
+    pki = make_pki(tmp_path, ca_days=10)
+    with serving(smtp_speaker(pki.server_context())) as port:
+        endpoint = Endpoint("smtp", "mail1", "127.0.0.1", port, "starttls", "mail1.test")
+        cfg = ExporterConfig("test", "dc=test", endpoints=(endpoint,), ca_file=str(pki.ca_file))
+        exporter = Exporter([AvailabilityCollector(cfg)])
+        try:
+            out = exporter.scrape(5.0)
+        finally:
+            exporter.stop()
+    expiry = value(out, "unops_probe_ssl_earliest_cert_expiry", kind="smtp", target="mail1")
+    assert expiry == pki.ca_not_after.timestamp() < pki.not_after.timestamp()
+
+
 def test_smtp_probe_reads_down_when_certificate_is_not_trusted(tmp_path: Path) -> None:
     """A certificate from a CA the exporter does not trust fails the probe: TLS is verified."""
     pki = make_pki(tmp_path)

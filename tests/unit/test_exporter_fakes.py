@@ -28,6 +28,7 @@ class Pki:
     cert_file: Path
     key_file: Path
     not_after: dt.datetime
+    ca_not_after: dt.datetime
 
     def server_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -35,8 +36,8 @@ class Pki:
         return context
 
 
-def make_pki(folder: Path, name: str = "mail1.test") -> Pki:
-    """A CA and a server certificate for `name` and 127.0.0.1, valid for 30 days."""
+def make_pki(folder: Path, name: str = "mail1.test", ca_days: int = 365) -> Pki:
+    """A CA (valid `ca_days`) and a server certificate for `name`, valid for 30 days."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     not_after = now + dt.timedelta(days=30)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -48,7 +49,7 @@ def make_pki(folder: Path, name: str = "mail1.test") -> Pki:
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
+        .not_valid_after(now + dt.timedelta(days=ca_days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
@@ -64,7 +65,13 @@ def make_pki(folder: Path, name: str = "mail1.test") -> Pki:
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    pki = Pki(folder / "ca.pem", folder / "cert.pem", folder / "key.pem", not_after)
+    pki = Pki(
+        folder / "ca.pem",
+        folder / "cert.pem",
+        folder / "key.pem",
+        not_after,
+        now + dt.timedelta(days=ca_days),
+    )
     pki.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     pki.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pki.key_file.write_bytes(

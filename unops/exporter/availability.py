@@ -120,7 +120,7 @@ class AvailabilityCollector(SourceCollector):
                 )
                 if endpoint.kind != "smtp" and not any(k.startswith("AUTH") for k in keywords):
                     raise dialogs.DialogError("submission does not offer AUTH after TLS")
-                expiry = dialogs.cert_expiry(session.peer_certificate())
+                expiry = session.cert_expiry()
                 await dialogs.smtp_quit(session)
             else:
                 imap = dialogs.Imap(session)
@@ -129,7 +129,7 @@ class AvailabilityCollector(SourceCollector):
                     await imap.command("STARTTLS")
                     await session.start_tls(self.context, endpoint.server_name)
                     await imap.command("CAPABILITY")
-                expiry = dialogs.cert_expiry(session.peer_certificate())
+                expiry = session.cert_expiry()
                 await imap.logout()
         finally:
             await session.close()
@@ -159,7 +159,7 @@ class AvailabilityCollector(SourceCollector):
         session = await dialogs.Session.open(site.address, site.port, self.context, site.site)
         try:
             status = await dialogs.http_get_status(session, site.site)
-            expiry = dialogs.cert_expiry(session.peer_certificate())
+            expiry = session.cert_expiry()
         finally:
             await session.close()
         return expiry, status

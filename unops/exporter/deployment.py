@@ -31,7 +31,14 @@ EXPORTER_PORT = 9470
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
 # What the exporter imports on the monitoring host (not the deploy tooling of the full CLI).
-EXPORTER_REQUIREMENTS = ("prometheus-client", "paramiko", "ldap3", "pysnmp", "click")
+EXPORTER_REQUIREMENTS = (
+    "prometheus-client",
+    "paramiko",
+    "ldap3",
+    "pysnmp",
+    "click",
+    "cryptography",
+)
 
 
 def requirements() -> list[str]:

@@ -10,8 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import ssl
 from collections.abc import Mapping
+
+from cryptography import x509
+
+log = logging.getLogger(__name__)
 
 # Longest reply line accepted; a peer that sends more is not a mail server we know.
 MAX_LINE = 8192
@@ -40,12 +45,9 @@ class Session:
     async def start_tls(self, context: ssl.SSLContext, server_name: str) -> None:
         await self.writer.start_tls(context, server_hostname=server_name)
 
-    def peer_certificate(self) -> dict[str, object] | None:
-        ssl_object = self.writer.get_extra_info("ssl_object")
-        if ssl_object is None:
-            return None
-        cert: dict[str, object] | None = ssl_object.getpeercert()
-        return cert
+    def cert_expiry(self) -> float | None:
+        """The earliest expiry in the certificate chain the server presented, or None."""
+        return earliest_expiry(self.writer.get_extra_info("ssl_object"))
 
     async def send(self, line: str) -> None:
         self.writer.write(line.encode("utf-8") + b"\r\n")
@@ -69,6 +71,33 @@ def cert_expiry(cert: Mapping[str, object] | None) -> float | None:
     if not cert or not isinstance(cert.get("notAfter"), str):
         return None
     return float(ssl.cert_time_to_seconds(str(cert["notAfter"])))
+
+
+def earliest_expiry(tls: ssl.SSLObject | ssl.SSLSocket | None) -> float | None:
+    """The earliest notAfter of the verified chain (the server's certificate, intermediates and
+    the trusted root), as blackbox_exporter's probe_ssl_earliest_cert_expiry means it.
+
+    Python 3.13 gives the chain as DER; 3.10 to 3.12 only through the private method of the
+    object underneath. Where neither answers, the server's own certificate is used.
+    """
+    if tls is None:
+        return None
+    getter = getattr(tls, "get_verified_chain", None)
+    if getter is None:
+        getter = getattr(getattr(tls, "_sslobj", None), "get_verified_chain", None)
+    times: list[float] = []
+    try:
+        for cert in getter() if getter is not None else []:
+            if isinstance(cert, bytes):
+                times.append(x509.load_der_x509_certificate(cert).not_valid_after_utc.timestamp())
+            else:
+                times.append(float(ssl.cert_time_to_seconds(cert.get_info()["notAfter"])))
+    except (ssl.SSLError, ValueError, KeyError, AttributeError) as exc:
+        log.debug("no verified chain from the TLS object (%s); using the leaf", exc)
+        times = []
+    if times:
+        return min(times)
+    return cert_expiry(tls.getpeercert())
 
 
 # SMTP -------------------------------------------------------------------------------------------

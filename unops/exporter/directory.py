@@ -24,7 +24,7 @@ from unops.exporter.availability import ProbeResult
 from unops.exporter.availability import families as probe_families
 from unops.exporter.config import LDAP_SECRET, ExporterConfig, LdapTarget, read_secret
 from unops.exporter.core import SourceCollector
-from unops.exporter.dialogs import cert_expiry
+from unops.exporter.dialogs import earliest_expiry
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def read_server(
         connection.start_tls()
         # After StartTLS ldap3 holds the verified TLS socket: its peer is the server's certificate.
         if isinstance(connection.socket, ssl.SSLSocket):
-            reading.cert_expiry = cert_expiry(connection.socket.getpeercert())
+            reading.cert_expiry = earliest_expiry(connection.socket)
         if not connection.bind():
             raise LDAPException(f"bind as {user} refused: {connection.result.get('description')}")
         connection.search(base_dn, "(objectClass=*)", search_scope=BASE, attributes=["contextCSN"])
