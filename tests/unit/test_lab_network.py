@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from ipaddress import IPv4Network
 
+import pytest
+
+from unops.errors import LabError
 from unops.estate import load_estate
 from unops.lab import network
 from unops.lab.registries import Registry
@@ -39,3 +43,26 @@ def test_without_registries_the_set_is_empty_and_nothing_is_masqueraded_elsewher
     rules = network.nft_rules(IPv4Network("198.18.0.0/24"), [])
     assert "elements" not in rules
     assert rules.count("masquerade") == 1
+
+
+def _deleting(monkeypatch, still_there_after: bool) -> None:
+    """`ip link del` fails as when the kernel took the link away first (or did not)."""
+    answers = iter([True, still_there_after])
+    monkeypatch.setattr(network, "link_exists", lambda link: next(answers))
+    monkeypatch.setattr(network, "lab_namespaces", lambda: [])
+    failed = subprocess.CompletedProcess([], 1, "", 'Cannot find device "unops-v11"')
+    monkeypatch.setattr(network, "run", lambda command, check=True: failed)
+
+
+def test_a_link_the_kernel_removed_meanwhile_is_not_an_error(monkeypatch):
+    """After a crash, a namespace's end of a veth pair goes some time after `ip netns del`:
+    a delete that fails because the link is already gone leaves what was wanted."""
+    _deleting(monkeypatch, still_there_after=False)
+    network.remove_host_network("", "unops-v11")
+
+
+def test_a_link_that_stays_after_a_failed_delete_is_an_error(monkeypatch):
+    """If the link is still there, the failure is reported with the command and its output."""
+    _deleting(monkeypatch, still_there_after=True)
+    with pytest.raises(LabError, match=r"`ip link del unops-v11` failed with status 1: Cannot"):
+        network.remove_host_network("", "unops-v11")
