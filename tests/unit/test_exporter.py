@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from pysnmp.proto.rfc1902 import Gauge32, ObjectName
 from pysnmp.proto.rfc1905 import EndOfMibView
-from test_exporter_fakes import imap_speaker, make_pki, serving, silent, smtp_speaker
+from test_exporter_fakes import Pki, imap_speaker, make_pki, serving, silent, smtp_speaker
 
 from unops.errors import ExporterError
 from unops.exporter import snmp
@@ -68,17 +68,22 @@ def test_budget_fits_inside_the_scrape_timeout_header() -> None:
     assert budget_for("0.1") > 0
 
 
-def test_smtp_probe_completes_starttls_and_reads_certificate_expiry(tmp_path: Path) -> None:
-    """A server that greets, offers STARTTLS and completes the handshake reads as up."""
-    pki = make_pki(tmp_path)
+def scrape_smtp(pki: Pki) -> bytes:
+    """One scrape of an SMTP probe of a speaker that presents `pki`'s certificate."""
     with serving(smtp_speaker(pki.server_context())) as port:
         endpoint = Endpoint("smtp", "mail1", "127.0.0.1", port, "starttls", "mail1.test")
         cfg = ExporterConfig("test", "dc=test", endpoints=(endpoint,), ca_file=str(pki.ca_file))
         exporter = Exporter([AvailabilityCollector(cfg)])
         try:
-            out = exporter.scrape(5.0)
+            return exporter.scrape(5.0)
         finally:
             exporter.stop()
+
+
+def test_smtp_probe_completes_starttls_and_reads_certificate_expiry(tmp_path: Path) -> None:
+    """A server that greets, offers STARTTLS and completes the handshake reads as up."""
+    pki = make_pki(tmp_path)
+    out = scrape_smtp(pki)
     assert value(out, "unops_probe_success", kind="smtp", target="mail1") == 1.0
     expiry = value(out, "unops_probe_ssl_earliest_cert_expiry", kind="smtp", target="mail1")
     assert expiry == pki.not_after.timestamp()
@@ -88,14 +93,7 @@ def test_certificate_expiry_is_the_earliest_in_the_verified_chain(tmp_path: Path
     """A CA that expires before the server's certificate is what the expiry reads, as in
     blackbox_exporter: renewing the leaf alone would not keep the endpoint trusted."""
     pki = make_pki(tmp_path, ca_days=10)
-    with serving(smtp_speaker(pki.server_context())) as port:
-        endpoint = Endpoint("smtp", "mail1", "127.0.0.1", port, "starttls", "mail1.test")
-        cfg = ExporterConfig("test", "dc=test", endpoints=(endpoint,), ca_file=str(pki.ca_file))
-        exporter = Exporter([AvailabilityCollector(cfg)])
-        try:
-            out = exporter.scrape(5.0)
-        finally:
-            exporter.stop()
+    out = scrape_smtp(pki)
     expiry = value(out, "unops_probe_ssl_earliest_cert_expiry", kind="smtp", target="mail1")
     assert expiry == pki.ca_not_after.timestamp() < pki.not_after.timestamp()
 
