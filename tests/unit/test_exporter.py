@@ -361,4 +361,5 @@ def test_an_agent_without_the_clients_column_exports_no_count(
     for answer in ([("1.3.6.1.6.3.1", Gauge32(4))], [(f"{CLIENTS}.1", EndOfMibView())]):
         monkeypatch.setattr(snmp, "bulk_cmd", _scripted_bulk([answer], []))
         poller = SnmpPoller("user", "authpassword1", "privpassword1")
-        assert asyncio.run(poller._column_sum(None, None, CLIENTS)) is None  # type: ignore[arg-type]
+        total = poller._column_sum(None, None, CLIENTS)  # type: ignore[arg-type]
+        assert asyncio.run(total) is None
