@@ -1,4 +1,5 @@
-"""What the exporter benchmarks share: a process's CPU and memory, a timed round, the exporter.
+"""What the exporter benchmarks share: a process's CPU and memory, a timed round, the exporter,
+waiting for a server to listen and fetching its metrics as Prometheus would.
 
 Imported by the scripts beside it (`python benchmarks/<script>.py` puts this folder on sys.path).
 """
@@ -9,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -57,3 +59,32 @@ def start_exporter(
         stderr=subprocess.DEVNULL,
         env=env,
     )
+
+
+def wait_listening(url: str, what: str, seconds: float = 30.0) -> None:
+    """Return once `url` answers; exit with a message naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"{what} does not answer at {url}")
+
+
+def fetch(url: str, scrape_timeout: float) -> bytes:
+    """GET `url` with the scrape timeout header Prometheus sends, allowing 20 s beyond it."""
+    headers = {"X-Prometheus-Scrape-Timeout-Seconds": str(scrape_timeout)}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=scrape_timeout + 20) as response:
+        return bytes(response.read())
+
+
+def require_lab_network() -> None:
+    """Exit unless the lab's bridge is up: without it, lab addresses would leave by the default
+    route instead of staying on this machine."""
+    from unops.lab import network
+
+    if not network.link_exists(network.BRIDGE):
+        sys.exit(f"the lab network ({network.BRIDGE}) is down: run `unops lab up` first")

@@ -12,6 +12,7 @@ Needs the lab network (`unops lab up`): the dead addresses are inside it.
 
 from __future__ import annotations
 
+import argparse
 import socket
 import tempfile
 import time
@@ -19,7 +20,7 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from _measure import start_exporter
+from _measure import require_lab_network, start_exporter
 
 from unops.estate import load_estate
 from unops.exporter.config import config_from_estate
@@ -31,6 +32,8 @@ DEAD = [f"198.18.0.{n}" for n in range(200, 250)]
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    require_lab_network()
     config = config_from_estate(load_estate(), "lab", ca_file=str(paths.CA_CERT))
     dead = iter(DEAD * 10)
     config = replace(

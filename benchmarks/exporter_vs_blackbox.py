@@ -20,13 +20,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from _measure import measure, start_exporter
+from _measure import fetch, measure, require_lab_network, start_exporter, wait_listening
 
 from unops.estate import load_estate
 from unops.exporter.config import config_from_estate
@@ -90,28 +88,11 @@ MODULE_OF = {
 }
 
 
-def wait_listening(url: str) -> None:
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"nothing answers at {url}")
-
-
-def fetch(url: str) -> bytes:
-    request = urllib.request.Request(
-        url, headers={"X-Prometheus-Scrape-Timeout-Seconds": str(TIMEOUT)}
-    )
-    with urllib.request.urlopen(request, timeout=TIMEOUT + 5) as response:
-        return response.read()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="Rounds measured for each (median).")
     args = parser.parse_args()
+    require_lab_network()
     blackbox = shutil.which("prometheus-blackbox-exporter")
     if blackbox is None:
         sys.exit("prometheus-blackbox-exporter is missing: make host-packages")
@@ -141,8 +122,8 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            wait_listening(f"http://127.0.0.1:{EXPORTER_PORT}/")
-            wait_listening(f"http://127.0.0.1:{BLACKBOX_PORT}/")
+            wait_listening(f"http://127.0.0.1:{EXPORTER_PORT}/", "the exporter")
+            wait_listening(f"http://127.0.0.1:{BLACKBOX_PORT}/", "blackbox_exporter")
             urls = [
                 f"http://127.0.0.1:{BLACKBOX_PORT}/probe?module={MODULE_OF[e.kind]}"
                 f"&target={e.address}:{e.port}"
@@ -151,7 +132,7 @@ def main() -> None:
             pool = ThreadPoolExecutor(len(urls))
 
             def exporter_round() -> None:
-                fetch(f"http://127.0.0.1:{EXPORTER_PORT}/metrics")
+                fetch(f"http://127.0.0.1:{EXPORTER_PORT}/metrics", TIMEOUT)
 
             def blackbox_round() -> None:
                 list(pool.map(fetch, urls))
@@ -159,13 +140,17 @@ def main() -> None:
             # One warm-up round each: imports, TLS contexts, connection setup.
             exporter_round()
             blackbox_round()
-            results = {"unops exporter": [], "blackbox_exporter": []}
+            results: dict[str, list[tuple[float, float, float]]] = {
+                "unops exporter": [],
+                "blackbox_exporter": [],
+            }
             for _ in range(args.rounds):
                 results["unops exporter"].append(measure(exporter.pid, exporter_round))
                 results["blackbox_exporter"].append(measure(bb.pid, blackbox_round))
+            text = fetch(f"http://127.0.0.1:{EXPORTER_PORT}/metrics", TIMEOUT).decode()
             up = [
                 s
-                for s in fetch(f"http://127.0.0.1:{EXPORTER_PORT}/metrics").decode().splitlines()
+                for s in text.splitlines()
                 if s.startswith("unops_probe_success") and s.endswith(" 1.0")
             ]
         finally:

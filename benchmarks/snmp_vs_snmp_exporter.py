@@ -24,11 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _measure import measure, start_exporter
+from _measure import fetch, measure, start_exporter, wait_listening
 
 from unops.exporter.config import AccessPointTarget, ExporterConfig
 
@@ -100,22 +99,6 @@ def snmp_exporter_module() -> dict[str, object]:
     }
 
 
-def wait_listening(url: str, what: str) -> None:
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"{what} does not answer at {url}")
-
-
-def fetch(url: str) -> bytes:
-    headers = {"X-Prometheus-Scrape-Timeout-Seconds": str(TIMEOUT)}
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
-        return r.read()
-
-
 def bench(agents: int, rounds: int, snmpsim: Path, snmp_exporter: str, scratch: Path) -> None:
     ports = list(range(FIRST_AGENT_PORT, FIRST_AGENT_PORT + agents))
     data = scratch / "data"
@@ -177,7 +160,7 @@ def bench(agents: int, rounds: int, snmpsim: Path, snmp_exporter: str, scratch: 
         pool = ThreadPoolExecutor(len(urls))
 
         def exporter_round() -> bytes:
-            return fetch(f"http://127.0.0.1:{EXPORTER_PORT}/metrics")
+            return fetch(f"http://127.0.0.1:{EXPORTER_PORT}/metrics", TIMEOUT)
 
         def go_round() -> list[bytes]:
             return list(pool.map(fetch, urls))
